@@ -1,0 +1,31 @@
+# promptlam: every figure and table of the paper is a target of this workflow.
+#   snakemake figures/fig1.pdf --cores all                 (paper scale, local)
+#   snakemake --profile profiles/smoke                     (CPU quick reproduction)
+#   snakemake --profile profiles/slurm <target>            (cluster)
+# Rules are thin shell calls of `python -m promptlam ...`; the logic lives in src/promptlam.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+# Fails before any job starts, naming the key: first the JSON schema (as Snakemake validates),
+# then the typed config that fills in defaults and checks cross-key constraints.
+validate(config, "schemas/config.schema.json")
+
+from promptlam.config import validate_config
+
+CFG = validate_config(config, "config")
+
+
+include: "rules/common.smk"
+include: "rules/rollouts.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.rollouts_all.input,

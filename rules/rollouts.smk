@@ -1,0 +1,68 @@
+# Stage 1: Distracting MetaWorld rollouts, labelled subsets and previews.
+# One job per task and split: one rendering env (one GL context) per process.
+
+ROLLOUT_SPLITS = ["train"] + (["eval"] if CFG.rollouts.eval_trajectories > 0 else [])
+
+
+wildcard_constraints:
+    split="train|eval",
+    task="[a-z0-9-]+-v3",
+    budget=r"\d+",
+
+
+rule rollouts:
+    output:
+        "data/rollouts/{split}/{task}.h5",
+    params:
+        config=section_json("seed", "render", "distractors", "rollouts"),
+    log:
+        "logs/rollouts/{split}/{task}.log",
+    benchmark:
+        "benchmarks/rollouts/{split}/{task}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=240,
+    shell:
+        "{PROMPTLAM} rollouts collect --task {wildcards.task} --split {wildcards.split}"
+        " --out {output} --config-json {params.config:q} > {log} 2>&1"
+
+
+rule labelled_subset:
+    input:
+        "data/rollouts/train/{task}.h5",
+    output:
+        "data/labelled/{budget}/{task}.h5",
+    params:
+        config=section_json("seed"),
+    log:
+        "logs/labelled/{budget}/{task}.log",
+    resources:
+        mem_mb=512,
+        runtime=10,
+    shell:
+        "{PROMPTLAM} rollouts labelled --source {input} --budget {wildcards.budget}"
+        " --out {output} --config-json {params.config:q} > {log} 2>&1"
+
+
+rule rollout_preview:
+    input:
+        "data/rollouts/{split}/{task}.h5",
+    output:
+        sheet="data/previews/{split}/{task}.png",
+        gif="data/previews/{split}/{task}.gif",
+    log:
+        "logs/previews/{split}/{task}.log",
+    resources:
+        mem_mb=512,
+        runtime=10,
+    shell:
+        "{PROMPTLAM} rollouts preview --source {input} --sheet {output.sheet}"
+        " --gif {output.gif} > {log} 2>&1"
+
+
+rule rollouts_all:
+    input:
+        expand("data/rollouts/{split}/{task}.h5", split=ROLLOUT_SPLITS, task=TASKS),
+        expand("data/labelled/{budget}/{task}.h5", budget=CFG.rollouts.labelled_budgets, task=TASKS),
+        expand("data/previews/{split}/{task}.png", split=ROLLOUT_SPLITS, task=TASKS),

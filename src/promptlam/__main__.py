@@ -1,0 +1,3 @@
+from promptlam.cli import main
+
+raise SystemExit(main())

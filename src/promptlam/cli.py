@@ -1,0 +1,160 @@
+"""Command-line entry points: ``python -m promptlam <stage> <command>`` (or ``promptlam ...``).
+
+Each command takes explicit paths plus the config (``--config FILE`` and/or ``--config-json``),
+so the Snakemake rules and a person at a shell run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from promptlam.errors import UserError
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help="config YAML (repeatable, later files override earlier ones)")
+    parser.add_argument("--config-json", action="append", default=[], metavar="JSON",
+                        help="config overrides as a JSON object (applied after --config files)")
+
+
+def _config(args: argparse.Namespace):
+    from promptlam.config import load_config
+
+    return load_config(args.config, args.config_json)
+
+
+def _write_or_print(text: str, out: str | None) -> None:
+    if out:
+        from promptlam.io import atomic_output
+
+        with atomic_output(out) as tmp:
+            Path(tmp).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+# -------------------------------------------------------------------------------------- config
+def cmd_config_schema(args: argparse.Namespace) -> None:
+    from promptlam.config import json_schema
+
+    _write_or_print(json.dumps(json_schema(), indent=2) + "\n", args.out)
+
+
+def cmd_config_docs(args: argparse.Namespace) -> None:
+    from promptlam.config import markdown_reference
+
+    _write_or_print(markdown_reference() + "\n", args.out)
+
+
+def cmd_config_check(args: argparse.Namespace) -> None:
+    import yaml
+
+    config = _config(args)
+    sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+# ------------------------------------------------------------------------------------ rollouts
+def cmd_rollouts_collect(args: argparse.Namespace) -> None:
+    from promptlam.data.collect import collect
+
+    config = _config(args)
+    stats = collect(config, args.task, args.split, args.out, trajectories=args.trajectories)
+    print(f"{args.out}: {stats.trajectories} trajectories, {stats.frames} frames, "
+          f"{stats.successes} successful, {stats.frames_per_second:.1f} frames/s")
+
+
+def cmd_rollouts_labelled(args: argparse.Namespace) -> None:
+    from promptlam.data.labelled import write_labelled_subset
+
+    config = _config(args)
+    chosen = write_labelled_subset(args.source, args.budget, config.seed, args.out)
+    print(f"{args.out}: trajectories {sorted(chosen.tolist())}")
+
+
+def cmd_rollouts_preview(args: argparse.Namespace) -> None:
+    from promptlam.data.preview import write_previews
+
+    write_previews(args.source, args.sheet, args.gif)
+
+
+def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from promptlam.data.rollout_file import RolloutFile
+
+    for path in args.files:
+        with RolloutFile(path) as f:
+            table = f.trajectories
+            gripper = f["gripper_px"][()]
+            motion = []
+            for i in range(f.n_trajectories):
+                rows = f.rows(i)
+                motion.append(np.linalg.norm(np.diff(gripper[rows], axis=0), axis=1))
+            motion = np.concatenate(motion) if motion else np.zeros(0)
+            summary = {
+                "file": str(path), "task": f.task, "split": f.split, "dataset_id": f.dataset_id,
+                "trajectories": f.n_trajectories, "frames": f.n_frames,
+                "success_rate": float(table["success"].mean()),
+                "mean_length": float(table["length"].mean()),
+                "gripper_px_per_step": {
+                    "mean": float(motion.mean()), "median": float(np.median(motion)),
+                    "share_below_half_pixel": float((motion < 0.5).mean()),
+                },
+            }
+        print(json.dumps(summary, indent=2))
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptlam", description=__doc__.splitlines()[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+
+    def command(stage: argparse._SubParsersAction, name: str, handler: Callable, help: str,
+                config: bool = False) -> argparse.ArgumentParser:
+        sub = stage.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if config:
+            _add_config_args(sub)
+        return sub
+
+    config = stages.add_parser("config", help="the workflow configuration").add_subparsers(dest="command", required=True)
+    command(config, "schema", cmd_config_schema, "print the JSON schema of config.yaml").add_argument("--out")
+    command(config, "docs", cmd_config_docs, "print the reference of every config key").add_argument("--out")
+    command(config, "check", cmd_config_check, "validate a config and print it with defaults filled in", config=True)
+
+    rollouts = stages.add_parser("rollouts", help="Distracting MetaWorld data").add_subparsers(dest="command", required=True)
+    sub = command(rollouts, "collect", cmd_rollouts_collect, "collect expert rollouts of one task and split", config=True)
+    sub.add_argument("--task", required=True, help="MetaWorld v3 task, e.g. reach-v3")
+    sub.add_argument("--split", required=True, choices=("train", "eval"))
+    sub.add_argument("--out", required=True, help="rollout file to write (.h5)")
+    sub.add_argument("--trajectories", type=int, help="override the config's trajectory count")
+    sub = command(rollouts, "labelled", cmd_rollouts_labelled, "draw a labelled subset from a train rollout file", config=True)
+    sub.add_argument("--source", required=True, help="train rollout file")
+    sub.add_argument("--budget", required=True, type=int, help="trajectories in the subset")
+    sub.add_argument("--out", required=True, help="subset file to write (.h5)")
+    sub = command(rollouts, "preview", cmd_rollouts_preview, "contact sheet PNG and GIF of a rollout file")
+    sub.add_argument("--source", required=True)
+    sub.add_argument("--sheet", required=True, help="PNG to write")
+    sub.add_argument("--gif", required=True, help="GIF to write")
+    sub = command(rollouts, "inspect", cmd_rollouts_inspect, "print a summary of rollout files")
+    sub.add_argument("files", nargs="+")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except UserError as exc:
+        print(f"promptlam: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,357 @@
+"""Typed configuration: one pydantic model per config section, each field documented by its docstring.
+
+These models are the single source of truth for ``config.yaml``: the JSON schema in
+``schemas/config.schema.json`` (validated by Snakemake) and the key reference in
+``docs/config.md`` are generated from them (``promptlam config schema`` / ``promptlam config docs``),
+and ``tests/test_config.py`` fails when either file is stale. Markers in docstrings:
+**[paper]** the paper states it, **[ours]** a default we chose where the paper is silent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptlam.errors import UserError
+from promptlam.tasks import ALL_V3, MT10, check_task
+
+class ConfigError(UserError):
+    """A configuration that cannot be used; the message is one line naming the key."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------- render
+class RenderConfig(Section):
+    """How frames are rendered from the MuJoCo scene."""
+
+    resolution: int = Field(128, ge=16, le=1024)
+    """Frame height and width in pixels (frames are square). **[ours]** 128."""
+
+    camera: str = "corner"
+    """MuJoCo camera the frames are rendered from. **[ours]** MetaWorld's `corner` camera."""
+
+    upright: bool = True
+    """Rotate frames by 180 degrees: MetaWorld's corner cameras render upside down."""
+
+    camera_pullback: float = Field(0.3, ge=0.0, le=3.0)
+    """Metres the camera moves back along its viewing axis, widening the view so that more
+    background shows (the paper pulls the camera back; the distance is **[ours]**)."""
+
+    fovy: float | None = Field(None, gt=0.0, lt=180.0)
+    """Vertical field of view in degrees; null keeps the camera's own (45 for `corner`)."""
+
+    quality: Literal["fast", "mujoco"] = "fast"
+    """`fast`: no multisampling, shadows or reflections (about 2x faster on CPU, and the floor
+    looks the same in every frame). `mujoco`: MuJoCo's default render settings."""
+
+
+# ----------------------------------------------------------------------------------- distractors
+class ProceduralVideoConfig(Section):
+    """Seeded procedural background videos: panning textures, flowing noise and moving shapes."""
+
+    train_videos: int = Field(32, ge=1)
+    """Number of distinct videos the train split draws from."""
+
+    eval_videos: int = Field(16, ge=1)
+    """Number of distinct videos the eval split draws from (disjoint from the train videos)."""
+
+    length: int = Field(90, ge=2)
+    """Frames per video (DAVIS-2017 clips have 50 to 100)."""
+
+    shapes: int = Field(6, ge=0, le=32)
+    """Moving textured shapes per video."""
+
+    speed: float = Field(1.0, gt=0.0)
+    """Multiplier on every motion in the video (pans, flow, shapes)."""
+
+
+class DistractorConfig(Section):
+    """The moving background video composited behind the scene."""
+
+    enabled: bool = True
+    """Composite a video behind the scene. When false the distracted frame equals the clean one."""
+
+    source: Literal["procedural", "folder"] = "procedural"
+    """`procedural`: seeded generated videos (DAVIS cannot be downloaded everywhere).
+    `folder`: the user videos under `folder`."""
+
+    folder: str | None = None
+    """Folder of videos for `source: folder`: a DAVIS-2017 root (`JPEGImages/480p/<video>/*.jpg`,
+    split by `ImageSets/2017/{train,val}.txt` when present), or a folder holding one sub-folder of
+    frames (jpg/png) or one video file (gif, or any format imageio can read) per video."""
+
+    eval_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    """Share of a folder's videos held out for the eval split when it has no split lists."""
+
+    playback: Literal["bounce", "loop"] = "bounce"
+    """What happens at a video's end: play backwards (`bounce`, no jump cut) or restart (`loop`)."""
+
+    random_start: bool = True
+    """Start each episode at a random frame of its video (else at frame 0)."""
+
+    procedural: ProceduralVideoConfig = ProceduralVideoConfig()
+    """Settings of the procedural videos."""
+
+    @model_validator(mode="after")
+    def _folder_needs_path(self) -> DistractorConfig:
+        if self.source == "folder" and not self.folder:
+            raise ValueError("distractors.folder must name a folder of videos when source is 'folder'")
+        return self
+
+
+# ------------------------------------------------------------------------------------- rollouts
+class ActionNoiseConfig(Section):
+    """Seeded Gaussian noise added to the expert's actions, recorded with the data.
+
+    It makes an action more than a function of the state (the expert's action is largely one),
+    so a probe can tell latents that encode the action from latents that encode where the arm is.
+    """
+
+    std: float = Field(0.2, ge=0.0)
+    """Stationary standard deviation of the noise, in action units (actions lie in [-1, 1]).
+    **[ours]** 0.2 keeps the MT10 experts at about 90% success (docs/data.md); 0.3 drops push
+    and pick-place below 50%."""
+
+    correlation: float = Field(0.8, ge=0.0, lt=1.0)
+    """Correlation between the noise of consecutive recorded steps (AR(1)); 0 gives white noise."""
+
+    gripper: bool = False
+    """Also perturb the gripper command (the 4th action dimension)."""
+
+
+class EpisodeConfig(Section):
+    """When a recorded episode ends."""
+
+    max_steps: int = Field(100, ge=1)
+    """Recorded steps at most (each recorded step is `action_repeat` environment steps)."""
+
+    steps_after_success: int | None = Field(10, ge=0)
+    """End this many recorded steps after the first success; null: always `max_steps` steps."""
+
+
+class StorageConfig(Section):
+    """How rollout files are written."""
+
+    compression: Literal["none", "lzf", "gzip"] = "none"
+    """HDF5 compression of the frame datasets. `none` reads fastest; `lzf` roughly halves size."""
+
+    chunk_frames: int = Field(16, ge=1)
+    """Frames per HDF5 chunk: the unit a reader fetches from disk."""
+
+
+class RolloutsConfig(Section):
+    """Distracting MetaWorld rollouts of scripted experts."""
+
+    train_trajectories: int = Field(500, ge=1)
+    """Trajectories per task in the train split (the paper's full dataset has 5k trajectories;
+    its screening runs used 64). Each has its own object and goal layout."""
+
+    eval_trajectories: int = Field(25, ge=0)
+    """Trajectories per task in the eval split (eval videos, layouts unseen in train)."""
+
+    action_repeat: int = Field(4, ge=1)
+    """Environment steps the expert's action is held for per recorded step. One MetaWorld step
+    moves the hand by at most about a centimetre, well under a pixel at 128 px (docs/data.md)."""
+
+    action_noise: ActionNoiseConfig = ActionNoiseConfig()
+    """Noise on the expert's actions."""
+
+    episode: EpisodeConfig = EpisodeConfig()
+    """Episode length policy."""
+
+    labelled_budgets: list[int] = Field(default_factory=lambda: [2, 4, 8, 16, 32, 64, 128])
+    """Sizes of the labelled subsets (trajectories per task) drawn from the train split; each is
+    a prefix of one seeded permutation, so smaller budgets are subsets of larger ones."""
+
+    storage: StorageConfig = StorageConfig()
+    """File layout settings."""
+
+    @field_validator("labelled_budgets")
+    @classmethod
+    def _positive_unique(cls, budgets: list[int]) -> list[int]:
+        if any(n < 1 for n in budgets) or len(set(budgets)) != len(budgets):
+            raise ValueError(f"expected distinct positive trajectory counts, got {budgets}")
+        return sorted(budgets)
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> RolloutsConfig:
+        too_big = [n for n in self.labelled_budgets if n > self.train_trajectories]
+        if too_big:
+            raise ValueError(
+                f"labelled_budgets {too_big} exceed train_trajectories={self.train_trajectories}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------- config
+class Config(Section):
+    """The whole workflow configuration (`config.yaml`)."""
+
+    seed: int = Field(0, ge=0)
+    """Seed of every random generator in the workflow (layouts, noise, videos, subsets)."""
+
+    tasks: list[str] = Field(
+        default_factory=lambda: list(MT10),
+        min_length=1,
+        json_schema_extra={"items": {"type": "string", "enum": list(ALL_V3)}},
+    )
+    """MetaWorld v3 tasks to use. **[paper]** MT10."""
+
+    render: RenderConfig = RenderConfig()
+    """Rendering."""
+
+    distractors: DistractorConfig = DistractorConfig()
+    """Background distractors."""
+
+    rollouts: RolloutsConfig = RolloutsConfig()
+    """Data collection."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_unique_tasks(cls, tasks: list[str]) -> list[str]:
+        for task in tasks:
+            check_task(task)
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("tasks are listed more than once")
+        return tasks
+
+    def section(self, *names: str) -> dict[str, Any]:
+        """The named top-level sections as plain data, e.g. to pass a stage only what it reads."""
+        dumped = self.model_dump(mode="json")
+        return {name: dumped[name] for name in names}
+
+
+# ---------------------------------------------------------------------------------- load / dump
+def _format_errors(error: ValidationError, source: str) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] not in ("value_error", "missing"):
+            message += f" (got {item['input']!r})"
+        parts.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing, unparsable or non-mapping file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate plain config data, raising a one-line ``ConfigError`` that names the key."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(paths: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Merge YAML files (later wins) and JSON override strings, then validate."""
+    data: dict[str, Any] = {}
+    sources = []
+    for path in paths:
+        data = _deep_merge(data, read_yaml(path))
+        sources.append(str(path))
+    for text in overrides:
+        try:
+            override = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config-json: not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if not isinstance(override, dict):
+            raise ConfigError("--config-json: expected a JSON object of config keys")
+        data = _deep_merge(data, override)
+        sources.append("--config-json")
+    return validate_config(data, " + ".join(sources) or "defaults")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of ``config.yaml`` (draft 2020-12, as Snakemake's ``validate`` uses)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "promptlam workflow configuration"
+    return schema
+
+
+def markdown_reference() -> str:
+    """A reference of every config key with type, default and description (``docs/config.md``)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Every key of `config.yaml`. Generated by `python -m promptlam config docs` from",
+        "`src/promptlam/config.py`; do not edit by hand. **[paper]**: the paper states it;",
+        "**[ours]**: our default where the paper is silent.",
+        "",
+    ]
+
+    def describe(model: type[BaseModel], prefix: str) -> None:
+        lines.extend(["| key | type | default | description |", "|---|---|---|---|"])
+        nested = []
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            key = f"{prefix}{name}"
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((key, annotation))
+                lines.append(f"| `{key}` | section | | {_one_line(info.description)} (below) |")
+                continue
+            default = info.get_default(call_default_factory=True)
+            type_name = _type_name(annotation)
+            lines.append(
+                f"| `{key}` | {type_name} | `{json.dumps(default)}` | {_one_line(info.description)} |"
+            )
+        lines.append("")
+        for key, sub in nested:
+            lines.extend([f"## `{key}`", "", _one_line(sub.__doc__ or ""), ""])
+            describe(sub, f"{key}.")
+
+    describe(Config, "")
+    return "\n".join(lines)
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split()).replace("|", "\\|")
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    if text == "list[str]":
+        return "list of str"
+    if text.startswith("Literal["):
+        return "one of " + text.removeprefix("Literal[").removesuffix("]").replace("'", "`")
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return text.replace("None", "null").replace(" | ", " or ")

@@ -1,0 +1,82 @@
+"""Labelled subsets: the few trajectories per task whose true actions a decoder may use.
+
+Subsets are drawn from the (unlabelled) train split as prefixes of one seeded permutation, so a
+budget of 4 contains the budget of 2. A subset file names its trajectories and carries their
+actions and states; frames stay in the rollout file it points to (checked by ``dataset_id``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.io import atomic_output
+from promptlam.provenance import provenance
+from promptlam.seeding import rng
+
+FORMAT = "promptlam.labelled"
+FORMAT_VERSION = 1
+COPIED_FIELDS = ("action", "expert_action", "action_noise", "state")
+
+
+def labelled_order(seed: int, task: str, n_trajectories: int) -> np.ndarray:
+    """The seeded order in which a task's train trajectories join the labelled set."""
+    return rng(seed, "labelled", task).permutation(n_trajectories)
+
+
+def write_labelled_subset(source: str | Path, budget: int, seed: int, out: str | Path) -> np.ndarray:
+    """Write the ``budget``-trajectory subset of ``source``; returns the trajectory indices."""
+    with RolloutFile(source) as rollouts:
+        if rollouts.split != "train":
+            raise DataFileError(f"{source}: labelled subsets come from the train split, not {rollouts.split!r}")
+        if budget < 1 or budget > rollouts.n_trajectories:
+            raise DataFileError(
+                f"{source}: a labelled budget of {budget} trajectories needs 1..{rollouts.n_trajectories} "
+                "(rollouts.labelled_budgets must not exceed rollouts.train_trajectories)"
+            )
+        chosen = labelled_order(seed, rollouts.task, rollouts.n_trajectories)[:budget]
+        rows = [rollouts.rows(i) for i in chosen]
+        with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs.update({
+                "format": FORMAT, "format_version": FORMAT_VERSION, "task": rollouts.task,
+                "budget": budget, "seed": seed, "source": str(source),
+                "source_dataset_id": rollouts.dataset_id, "provenance": json.dumps(provenance()),
+            })
+            f["trajectories"] = chosen.astype(np.int64)
+            f["episode_seed"] = rollouts.trajectories["seed"][chosen]
+            f["length"] = rollouts.trajectories["length"][chosen]
+            f["rows"] = np.concatenate([np.arange(r.start, r.stop) for r in rows]).astype(np.int64)
+            for name in COPIED_FIELDS:
+                f[name] = np.concatenate([rollouts[name][r] for r in rows])
+    return chosen
+
+
+class LabelledSubset:
+    """A labelled subset file, checked against the rollout file it was drawn from when given."""
+
+    def __init__(self, path: str | Path, rollouts: RolloutFile | None = None) -> None:
+        self.path = Path(path)
+        try:
+            with h5py.File(self.path, "r") as f:
+                if f.attrs.get("format") != FORMAT:
+                    raise DataFileError(f"{self.path}: not a promptlam labelled subset (format {f.attrs.get('format')!r})")
+                self.attrs: dict[str, Any] = dict(f.attrs)
+                self.data = {name: f[name][()] for name in ("trajectories", "episode_seed", "length", "rows", *COPIED_FIELDS)}
+        except OSError:
+            raise DataFileError(f"{self.path}: not a readable HDF5 file (missing, truncated or corrupt?)") from None
+        except KeyError as exc:
+            raise DataFileError(f"{self.path}: missing dataset {exc}") from None
+        if rollouts is not None and rollouts.dataset_id != self.attrs["source_dataset_id"]:
+            raise DataFileError(
+                f"{self.path}: drawn from dataset {self.attrs['source_dataset_id']}, but {rollouts.path} "
+                f"is dataset {rollouts.dataset_id}: rebuild the labelled subsets"
+            )
+
+    @property
+    def trajectories(self) -> np.ndarray:
+        return self.data["trajectories"]
