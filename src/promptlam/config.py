@@ -50,8 +50,8 @@ class RenderConfig(Section):
     """Vertical field of view in degrees; null keeps the camera's own (45 for `corner`)."""
 
     quality: Literal["fast", "mujoco"] = "fast"
-    """`fast`: no multisampling, shadows or reflections (about 2x faster on CPU, and the floor
-    looks the same in every frame). `mujoco`: MuJoCo's default render settings."""
+    """`fast`: no multisampling, shadows or reflections (about 5x faster on CPU, see
+    docs/benchmarks.md). `mujoco`: MuJoCo's default render settings."""
 
 
 # ----------------------------------------------------------------------------------- distractors
@@ -118,8 +118,8 @@ class ActionNoiseConfig(Section):
 
     std: float = Field(0.2, ge=0.0)
     """Stationary standard deviation of the noise, in action units (actions lie in [-1, 1]).
-    **[ours]** 0.2 keeps the MT10 experts at about 90% success (docs/data.md); 0.3 drops push
-    and pick-place below 50%."""
+    **[ours]** 0.2 keeps the MT10 experts at 94% success (docs/data.md); larger noise makes
+    push and pick-place fail first."""
 
     correlation: float = Field(0.8, ge=0.0, lt=1.0)
     """Correlation between the noise of consecutive recorded steps (AR(1)); 0 gives white noise."""

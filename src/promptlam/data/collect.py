@@ -126,7 +126,7 @@ def collect(config: Config, task: str, split: str, out: str | Path, trajectories
     env = make_env(config, task, split)
     policy = expert_policy(task)
     stats = CollectionStats(0, 0, 0, 0.0)
-    bar = tqdm(total=count, unit="traj", desc=f"{task} {split}", file=sys.stderr,
+    bar = tqdm(total=count, unit="traj", desc=f"{task} {split}", file=sys.stderr, disable=not progress,
                mininterval=0.5 if sys.stderr.isatty() else 10.0)
     try:
         writer = RolloutWriter(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from promptlam.config import StorageConfig
 from promptlam.errors import UserError
-from promptlam.io import atomic_output
+from promptlam.io import temporary_path
 from promptlam.tasks import ACTION_DIM, STATE_DIM
 
 FORMAT = "promptlam.rollouts"
@@ -93,9 +94,9 @@ class RolloutWriter:
         self.trajectories: dict[str, list] = {name: [] for name in TRAJECTORY_FIELDS}
 
     def __enter__(self) -> RolloutWriter:
-        self._atomic = atomic_output(self.path)
-        tmp = self._atomic.__enter__()
-        self.file = h5py.File(tmp, "w")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_path(self.path)
+        self.file = h5py.File(self._tmp, "w")  # truncates what a killed run left
         compression = None if self.storage.compression == "none" else self.storage.compression
         for name, field in self.fields.items():
             is_frame = name.startswith("frames/")
@@ -122,24 +123,32 @@ class RolloutWriter:
             self.trajectories[name].append(trajectory[name])
         self.rows += length
 
+    def _finalize(self) -> None:
+        group = self.file.create_group("trajectories")
+        table = self.trajectories
+        group["start"] = np.array(table["start"], dtype=np.int64)
+        group["length"] = np.array(table["length"], dtype=np.int64)
+        group["seed"] = np.array(table["seed"], dtype=np.int64)
+        group["success"] = np.array(table["success"], dtype=bool)
+        group["layout"] = np.array(table["layout"], dtype=np.float64)
+        group["video"] = np.array(table["video"], dtype=h5py.string_dtype())
+        group["video_start"] = np.array(table["video_start"], dtype=np.int32)
+        for key, value in self.attrs.items():
+            self.file.attrs[key] = value
+        self.file.attrs["complete"] = True  # last: readers refuse a file without it
+
     def __exit__(self, exc_type, exc, traceback) -> bool:
+        complete = False
         try:
             if exc_type is None:
-                group = self.file.create_group("trajectories")
-                table = self.trajectories
-                group["start"] = np.array(table["start"], dtype=np.int64)
-                group["length"] = np.array(table["length"], dtype=np.int64)
-                group["seed"] = np.array(table["seed"], dtype=np.int64)
-                group["success"] = np.array(table["success"], dtype=bool)
-                group["layout"] = np.array(table["layout"], dtype=np.float64)
-                group["video"] = np.array(table["video"], dtype=h5py.string_dtype())
-                group["video_start"] = np.array(table["video_start"], dtype=np.int32)
-                for key, value in self.attrs.items():
-                    self.file.attrs[key] = value
-                self.file.attrs["complete"] = True
+                self._finalize()
+                complete = True
         finally:
             self.file.close()
-        self._atomic.__exit__(exc_type, exc, traceback)
+            if complete:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
         return False
 
 

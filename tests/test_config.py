@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from snakemake.utils import validate as snakemake_validate
+
+from promptlam.config import (
+    Config, ConfigError, json_schema, load_config, markdown_reference, validate_config,
+)
+from promptlam.tasks import MT10
+
+from conftest import REPO
+
+
+def test_defaults_are_valid_and_paper_scale():
+    config = Config()
+    assert config.tasks == list(MT10)
+    assert config.render.resolution == 128
+    assert config.rollouts.labelled_budgets == [2, 4, 8, 16, 32, 64, 128]
+
+
+def test_config_yaml_is_the_defaults_written_out():
+    assert load_config([REPO / "config.yaml"]) == Config()
+
+
+def test_smoke_profile_overrides_merge_deeply():
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    assert config.render.resolution == 64
+    assert config.render.camera == "corner"  # untouched keys of an overridden section survive
+    assert config.rollouts.action_noise.std == Config().rollouts.action_noise.std
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"rollouts": {"action_repeat": 0}}, "rollouts.action_repeat: Input should be greater than or equal to 1"),
+    ({"render": {"resolution": "big"}}, "render.resolution: Input should be a valid integer"),
+    ({"render": {"colour": 1}}, "render.colour: unknown key"),
+    ({"tasks": ["reach-v2"]}, "tasks: unknown task 'reach-v2'"),
+    ({"tasks": ["reach-v3", "reach-v3"]}, "tasks: tasks are listed more than once"),
+    ({"distractors": {"source": "folder"}}, "distractors.folder must name a folder"),
+    ({"rollouts": {"train_trajectories": 3}}, "labelled_budgets [4, 8, 16, 32, 64, 128] exceed train_trajectories=3"),
+])
+def test_bad_config_is_a_one_line_error_naming_the_key(data, fragment):
+    with pytest.raises(ConfigError) as error:
+        validate_config(data, "config.yaml")
+    message = str(error.value)
+    assert fragment in message and message.startswith("config.yaml: ")
+    assert "\n" not in message
+
+
+def test_unreadable_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config([tmp_path / "missing.yaml"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([broken])
+    with pytest.raises(ConfigError, match="--config-json: not valid JSON"):
+        load_config([], ["{seed: 1}"])
+
+
+def test_committed_schema_and_reference_are_current():
+    committed = json.loads((REPO / "schemas/config.schema.json").read_text())
+    assert committed == json_schema(), "run `make schema` after changing src/promptlam/config.py"
+    assert (REPO / "docs/config.md").read_text() == markdown_reference() + "\n", "run `make schema`"
+
+
+def test_every_key_is_documented():
+    def walk(schema, defs):
+        for name, prop in schema.get("properties", {}).items():
+            if "$ref" in prop:
+                prop = {**defs[prop["$ref"].split("/")[-1]], **prop}
+            assert prop.get("description"), f"config key {name!r} has no description"
+            walk(prop, defs)
+
+    schema = json_schema()
+    walk(schema, schema["$defs"])
+
+
+def test_snakemake_schema_validation_accepts_config_and_rejects_bad_types():
+    schema = str(REPO / "schemas/config.schema.json")
+    good = yaml.safe_load((REPO / "config.yaml").read_text())
+    snakemake_validate(good, schema)
+    with pytest.raises(Exception, match="action_repeat"):
+        snakemake_validate({**good, "rollouts": {**good["rollouts"], "action_repeat": "four"}}, schema)
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rollouts:\n  action_repeat: -2\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode != 0
+    assert "action_repeat" in run.stdout + run.stderr
+    assert not (tmp_path / "data").exists()
