@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic_core import to_jsonable_python
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlam.errors import UserError
@@ -192,6 +194,129 @@ class RolloutsConfig(Section):
         return self
 
 
+# -------------------------------------------------------------------------------------- targets
+VLM_FAMILIES = (
+    "llava", "llava_onevision", "idefics3", "smolvlm", "paligemma", "gemma3", "qwen2_5_vl",
+    "internvl", "phi4_multimodal", "molmo", "molmo2",
+)
+"""Promptable VLM families (transformers model types; `molmo` is Molmo v1 with remote code)."""
+
+EMBEDDING_FAMILIES = ("clip", "siglip", "dinov2")
+"""Image-embedding models: a pooled image embedding, no prompt."""
+
+PROMPT_FIELDS = ("task", "object")
+"""Placeholders a prompt template may use, filled per task (promptlam.tasks.task_text)."""
+
+LayerSpec = int | Literal["middle"]
+
+
+class HubModel(Section):
+    """Where a model's weights come from."""
+
+    model: str
+    """Hugging Face hub id (e.g. `allenai/Molmo-7B-D-0924`) or a local folder (e.g. a tiny model
+    built by `promptlam targets tiny-models`). Hub models are read from the local cache only:
+    download them ahead with `hf download ID --revision REV`."""
+
+    revision: str | None = None
+    """Hub revision to load: a commit hash pins it (required for models that run remote code).
+    The commit actually loaded is recorded with every target file. Ignored for local folders."""
+
+    precision: Literal["fp32", "bf16", "int8", "int4"] = "bf16"
+    """Weights and compute: float32, bfloat16, or 8-/4-bit through bitsandbytes."""
+
+    batch_size: int = Field(16, ge=1)
+    """Frames per forward pass (halved automatically on out-of-memory)."""
+
+    image_size: int = Field(224, ge=8)
+    """Frames are resized to this square size before the model's own processor sees them."""
+
+    device_map: Literal["auto"] | None = None
+    """`auto` spreads a model too large for one device over all visible GPUs (one process);
+    null puts the whole model on each process's device."""
+
+
+class VLMTarget(HubModel):
+    """Hidden states of a promptable vision-language model given the frame and a task prompt."""
+
+    kind: Literal["vlm"]
+    """Target kind."""
+
+    family: Literal[VLM_FAMILIES]  # type: ignore[valid-type]
+    """Model family: decides the model class, the chat format and which tokens are image tokens."""
+
+    prompt: str
+    """Prompt template; `{task}` and `{object}` are filled per task. **[paper]** best: "Do not
+    describe background features. Focus on the robot arm and the {object}." """
+
+    layers: LayerSpec | list[LayerSpec] = -1
+    """Hidden layer(s) to read: -1 last, -2 second to last, `middle`, or k (output of block k;
+    0 is the embeddings). Several layers are pooled separately and concatenated."""
+
+    pooling: Literal["mean_all", "mean_image", "mean_text", "last"] = "mean_all"
+    """Token pooling: mean over all tokens, over image tokens, over text tokens, or the last token."""
+
+    generate_tokens: int = Field(0, ge=0)
+    """Greedily generate this many tokens first; hidden states then cover the generated tokens too."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_placeholders(cls, prompt: str) -> str:
+        import string
+
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"prompt is not a valid template ({exc})") from None
+        unknown = fields - set(PROMPT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"prompt uses unknown placeholder(s) {sorted(unknown)}; expected only {{task}} and {{object}}"
+            )
+        if not prompt.strip():
+            raise ValueError("prompt is empty")
+        return prompt
+
+    @property
+    def layer_list(self) -> list[LayerSpec]:
+        return list(self.layers) if isinstance(self.layers, list) else [self.layers]
+
+
+class EmbeddingTarget(HubModel):
+    """The pooled image embedding of an image model (CLIP, SigLIP, DINOv2): no prompt."""
+
+    kind: Literal["embedding"]
+    """Target kind."""
+
+    family: Literal[EMBEDDING_FAMILIES]  # type: ignore[valid-type]
+    """Model family."""
+
+
+class FrameTarget(Section):
+    """Frames as the target: `pixels` (the distracted frame, what LAPO predicts) or `clean`
+    (its distractor-free twin, the twin experiment). Stored as a link to the rollout file."""
+
+    kind: Literal["pixels", "clean"]
+    """Target kind."""
+
+
+class StateTarget(Section):
+    """MetaWorld's 39-d state vector: an oracle target."""
+
+    kind: Literal["state"]
+    """Target kind."""
+
+
+TargetConfig = Annotated[
+    VLMTarget | EmbeddingTarget | FrameTarget | StateTarget, Field(discriminator="kind")
+]
+
+
+def _default_targets() -> dict[str, Any]:
+    return {"pixels": FrameTarget(kind="pixels"), "clean": FrameTarget(kind="clean"),
+            "state": StateTarget(kind="state")}
+
+
 # --------------------------------------------------------------------------------------- config
 class Config(Section):
     """The whole workflow configuration (`config.yaml`)."""
@@ -215,6 +340,20 @@ class Config(Section):
     rollouts: RolloutsConfig = RolloutsConfig()
     """Data collection."""
 
+    targets: dict[str, TargetConfig] = Field(default_factory=_default_targets)
+    """Named targets for the forward model, computed once per task and shared by every run
+    that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`."""
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        for name in targets:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"target name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+        return targets
+
     @field_validator("tasks")
     @classmethod
     def _known_unique_tasks(cls, tasks: list[str]) -> list[str]:
@@ -233,8 +372,12 @@ class Config(Section):
 # ---------------------------------------------------------------------------------- load / dump
 def _format_errors(error: ValidationError, source: str) -> str:
     parts = []
+    kinds = {"vlm", "embedding", "pixels", "clean", "state"}
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = list(item["loc"])
+        if len(loc) >= 3 and loc[0] == "targets" and loc[2] in kinds:
+            del loc[2]  # pydantic names the union member; the user wrote targets.<name>.<key>
+        key = ".".join(str(p) for p in loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -328,17 +471,20 @@ def markdown_reference() -> str:
                 nested.append((key, annotation))
                 lines.append(f"| `{key}` | section | | {_one_line(info.description)} (below) |")
                 continue
-            default = info.get_default(call_default_factory=True)
-            type_name = _type_name(annotation)
-            lines.append(
-                f"| `{key}` | {type_name} | `{json.dumps(default)}` | {_one_line(info.description)} |"
-            )
+            default = info.get_default(call_default_factory=True) if not info.is_required() else None
+            shown = "required" if info.is_required() else f"`{json.dumps(to_jsonable_python(default))}`"
+            type_name = "mapping of name to target" if name == "targets" else _type_name(annotation)
+            lines.append(f"| `{key}` | {type_name} | {shown} | {_one_line(info.description)} |")
         lines.append("")
         for key, sub in nested:
             lines.extend([f"## `{key}`", "", _one_line(sub.__doc__ or ""), ""])
             describe(sub, f"{key}.")
 
     describe(Config, "")
+    for target in (VLMTarget, EmbeddingTarget, FrameTarget, StateTarget):
+        kind = target.model_fields["kind"].annotation.__args__
+        lines.extend([f"## `targets.<name>` with `kind: {' | '.join(kind)}`", "", _one_line(target.__doc__), ""])
+        describe(target, "targets.<name>.")
     return "\n".join(lines)
 
 
@@ -347,11 +493,13 @@ def _one_line(text: str | None) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    if text == "list[str]":
-        return "list of str"
-    if text.startswith("Literal["):
-        return "one of " + text.removeprefix("Literal[").removesuffix("]").replace("'", "`")
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return text.replace("None", "null").replace(" | ", " or ")
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin is Literal:
+        return " or ".join(f"`{arg}`" for arg in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is list:
+        return f"list of ({_type_name(args[0])})" if get_origin(args[0]) else f"list of {_type_name(args[0])}"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)

@@ -57,3 +57,32 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     return split
+
+
+TASK_TEXT: dict[str, tuple[str, str]] = {
+    "reach-v3": ("reach the goal position", "goal"),
+    "push-v3": ("push the puck to the goal", "puck"),
+    "pick-place-v3": ("pick up the puck and place it at the goal", "puck"),
+    "door-open-v3": ("open the door", "door"),
+    "drawer-open-v3": ("open the drawer", "drawer"),
+    "drawer-close-v3": ("close the drawer", "drawer"),
+    "button-press-topdown-v3": ("press the button from the top", "button"),
+    "peg-insert-side-v3": ("insert the peg into the hole from the side", "peg"),
+    "window-open-v3": ("slide the window open", "window"),
+    "window-close-v3": ("slide the window closed", "window"),
+}
+"""**[ours]** What fills a prompt's ``{task}`` and ``{object}`` placeholders for each MT10 task."""
+
+
+def task_text(task: str) -> dict[str, str]:
+    """The prompt placeholders of ``task``: ``{"task": ..., "object": ...}``.
+
+    Tasks outside MT10 get their name as the task ("basketball") and its first word as object.
+    """
+    check_task(task)
+    if task in TASK_TEXT:
+        description, obj = TASK_TEXT[task]
+    else:
+        words = task.removesuffix("-v3").split("-")
+        description, obj = " ".join(words), words[0]
+    return {"task": description, "object": obj}

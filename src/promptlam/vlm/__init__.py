@@ -1,0 +1,1 @@
+"""Vision-language model representations: families, loading, pooling and encoding."""

@@ -1,0 +1,99 @@
+"""Every model family through the real path: tiny random model saved to disk, loaded by the same
+code that loads hub snapshots, fed frames and a task prompt, hidden states pooled."""
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+from promptlam.config import EMBEDDING_FAMILIES, VLM_FAMILIES, EmbeddingTarget, VLMTarget
+from promptlam.vlm.encoder import FrameEncoder
+from promptlam.vlm.families import FAMILY_MODULES, get_family
+
+
+def _implemented(name):
+    try:
+        importlib.import_module(f"promptlam.vlm.families.{FAMILY_MODULES[name]}")
+        return True
+    except ModuleNotFoundError:
+        return False
+
+
+NO_TINY_MODEL = {"molmo": "Molmo v1 runs code from its hub repository, which cannot be fetched offline"}
+FAMILIES = [name for name in FAMILY_MODULES if _implemented(name) and name not in NO_TINY_MODEL]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-models")
+    built = {}
+
+    def build(name):
+        if name not in built:
+            get_family(name).build_tiny(root / name)
+            built[name] = root / name
+        return str(built[name])
+
+    return build
+
+
+def target_for(name, folder, **overrides):
+    family = get_family(name)
+    if family.kind == "embedding":
+        return EmbeddingTarget(kind="embedding", family=name, model=folder, precision="fp32", image_size=32, **overrides)
+    fields = dict(kind="vlm", family=name, model=folder, precision="fp32", image_size=32,
+                  prompt="Do not describe background features. Focus on the robot arm and the {object}.")
+    return VLMTarget(**{**fields, **overrides})
+
+
+def frames(count=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, 48, 48, 3), dtype=np.uint8)
+
+
+def test_registry_covers_the_config_families():
+    assert set(FAMILY_MODULES) == set(VLM_FAMILIES) | set(EMBEDDING_FAMILIES)
+    for name in FAMILY_MODULES:
+        if _implemented(name):
+            assert get_family(name).kind == ("embedding" if name in EMBEDDING_FAMILIES else "vlm")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_encodes_frames_deterministically(name, tiny_models):
+    folder = tiny_models(name)
+    is_vlm = get_family(name).kind == "vlm"
+    overrides = {"layers": [-1, "middle", 0]} if is_vlm else {}
+    encoder = FrameEncoder(target_for(name, folder, **overrides))
+    vectors = encoder(frames(), "pick-place-v3")
+    assert vectors.ndim == 2 and vectors.shape[0] == 3 and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1]), "different frames must give different targets"
+    again = FrameEncoder(target_for(name, folder, **overrides))(frames(), "pick-place-v3")
+    np.testing.assert_array_equal(vectors, again)
+    if is_vlm:
+        assert vectors.shape[1] % 3 == 0  # three layers concatenated
+        assert "puck" in encoder.model_text("pick-place-v3")
+
+
+@pytest.mark.parametrize("name", [n for n in FAMILIES if get_family(n).kind == "vlm"])
+def test_family_marks_image_and_text_tokens(name, tiny_models):
+    folder = tiny_models(name)
+    encoder = FrameEncoder(target_for(name, folder))
+    inputs = encoder.preprocess(frames(2), encoder.model_text("reach-v3"))
+    image = torch.isin(inputs["input_ids"], encoder.image_token_ids.cpu())
+    attended = inputs["attention_mask"].bool()
+    assert (image & attended).sum(dim=1).min() > 0, "no image tokens found"
+    assert (~image & attended).sum(dim=1).min() > 0, "no text tokens found"
+    by_pooling = {p: FrameEncoder(target_for(name, folder, pooling=p))(frames(2), "reach-v3")
+                  for p in ("mean_image", "mean_text", "last")}
+    assert not np.allclose(by_pooling["mean_image"], by_pooling["mean_text"])
+
+
+@pytest.mark.parametrize("name", [n for n in FAMILIES if get_family(n).kind == "vlm"])
+def test_family_generates_before_reading(name, tiny_models):
+    folder = tiny_models(name)
+    plain = FrameEncoder(target_for(name, folder, pooling="mean_image"))(frames(2), "reach-v3")
+    generated = FrameEncoder(target_for(name, folder, pooling="mean_image", generate_tokens=2))(frames(2), "reach-v3")
+    # The language models are causal: tokens generated after the image cannot change its states.
+    np.testing.assert_allclose(plain, generated, rtol=1e-4, atol=1e-5)
+    last = FrameEncoder(target_for(name, folder, pooling="last", generate_tokens=2))(frames(2), "reach-v3")
+    assert last.shape == plain.shape
