@@ -13,8 +13,9 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 # Fails before any job starts, naming the key: first the JSON schema (as Snakemake validates),
-# then the typed config that fills in defaults and checks cross-key constraints.
-validate(config, "schemas/config.schema.json")
+# then the typed config that fills in defaults and checks cross-key constraints. (Snakemake's
+# own default filling would merge the defaults of every target kind into each target.)
+validate(config, "schemas/config.schema.json", set_default=False)
 
 from promptlam.config import validate_config
 
@@ -23,9 +24,11 @@ CFG = validate_config(config, "config")
 
 include: "rules/common.smk"
 include: "rules/rollouts.smk"
+include: "rules/targets.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.rollouts_all.input,
+        rules.targets_all.input,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+
+# Nothing may reach the network at test time: make any hub access fail at once.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 

@@ -22,7 +22,10 @@ def test_defaults_are_valid_and_paper_scale():
 
 
 def test_config_yaml_is_the_defaults_written_out():
-    assert load_config([REPO / "config.yaml"]) == Config()
+    config = load_config([REPO / "config.yaml"])
+    assert config.model_copy(update={"targets": Config().targets}) == Config()
+    assert Config().targets.items() <= config.targets.items()
+    assert config.targets["molmo-7b-d-focus"].prompt.startswith("Do not describe background features.")
 
 
 def test_smoke_profile_overrides_merge_deeply():
@@ -81,9 +84,9 @@ def test_every_key_is_documented():
 def test_snakemake_schema_validation_accepts_config_and_rejects_bad_types():
     schema = str(REPO / "schemas/config.schema.json")
     good = yaml.safe_load((REPO / "config.yaml").read_text())
-    snakemake_validate(good, schema)
+    snakemake_validate(good, schema, set_default=False)
     with pytest.raises(Exception, match="action_repeat"):
-        snakemake_validate({**good, "rollouts": {**good["rollouts"], "action_repeat": "four"}}, schema)
+        snakemake_validate({**good, "rollouts": {**good["rollouts"], "action_repeat": "four"}}, schema, set_default=False)
 
 
 def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import numpy as np
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +85,6 @@ def cmd_rollouts_preview(args: argparse.Namespace) -> None:
 
 
 def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from promptlam.data.rollout_file import RolloutFile
 
     for path in args.files:
@@ -107,6 +107,41 @@ def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
                 },
             }
         print(json.dumps(summary, indent=2))
+
+
+# ------------------------------------------------------------------------------------- targets
+def cmd_targets_compute(args: argparse.Namespace) -> None:
+    from promptlam.targets import compute_target
+
+    config = _config(args)
+    stats = compute_target(config, args.target, args.task, args.rollouts, args.out, workers=args.workers)
+    rate = f", {stats.frames_per_second:.1f} frames/s (final batch size {stats.batch_size})" if stats else ""
+    print(f"{args.out}: target {args.target} of {args.task}{rate}")
+
+
+def cmd_targets_tiny_model(args: argparse.Namespace) -> None:
+    from promptlam.io import atomic_directory
+    from promptlam.vlm.families import get_family
+
+    family = get_family(args.family)
+    with atomic_directory(args.out) as tmp:
+        family.build_tiny(tmp)
+    print(f"{args.out}: tiny random {args.family} model")
+
+
+def cmd_targets_inspect(args: argparse.Namespace) -> None:
+    from promptlam.data.target_file import TargetFile
+
+    for path in args.files:
+        with TargetFile(path) as f:
+            attrs = f.attrs
+            mean, std = f.moments().mean_std()
+            print(json.dumps({
+                "file": str(path), "target": attrs["target"], "kind": f.kind, "task": attrs["task"],
+                "frames": int(attrs["n_frames"]), "shape_per_frame": list(f.frame_shape),
+                "prompt": attrs.get("prompt"), "mean_of_means": float(np.mean(mean)),
+                "mean_of_stds": float(np.mean(std)), "provenance": f.provenance,
+            }, indent=2))
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -142,6 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--sheet", required=True, help="PNG to write")
     sub.add_argument("--gif", required=True, help="GIF to write")
     sub = command(rollouts, "inspect", cmd_rollouts_inspect, "print a summary of rollout files")
+    sub.add_argument("files", nargs="+")
+
+    targets = stages.add_parser("targets", help="forward-model targets (VLM representations, ...)").add_subparsers(dest="command", required=True)
+    sub = command(targets, "compute", cmd_targets_compute, "compute a named target for one task's rollout file", config=True)
+    sub.add_argument("--target", required=True, help="name of an entry of the config's targets")
+    sub.add_argument("--task", required=True)
+    sub.add_argument("--rollouts", required=True, help="rollout file (.h5) of the task")
+    sub.add_argument("--out", required=True, help="target file to write (.h5)")
+    sub.add_argument("--workers", type=int, help="preprocessing worker processes (default: 1 if there is a spare core)")
+    sub = command(targets, "tiny-model", cmd_targets_tiny_model, "save a tiny random model of a family (for tests and the smoke profile)")
+    sub.add_argument("--family", required=True)
+    sub.add_argument("--out", required=True, help="folder to write")
+    sub = command(targets, "inspect", cmd_targets_inspect, "print a summary of target files")
     sub.add_argument("files", nargs="+")
     return parser
 

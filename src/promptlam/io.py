@@ -34,6 +34,26 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Like ``atomic_output`` for a folder: fill the yielded temporary folder, renamed on success."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically, pretty-printed."""
     with atomic_output(path) as tmp:

@@ -9,18 +9,33 @@ import torch
 from PIL import Image
 
 from promptlam.config import EmbeddingTarget, VLMTarget
+from promptlam.errors import UserError
 from promptlam.tasks import task_text
 from promptlam.vlm.families import get_family
 from promptlam.vlm.loading import compute_dtype, load_config, load_model, resolve_source
 from promptlam.vlm.pooling import pool, resolve_layer
 
 
+class Preprocessor:
+    """Frames and text to model inputs on the CPU. Small and picklable: runs in loader workers."""
+
+    def __init__(self, family: Any, processor: Any, image_size: int) -> None:
+        self.family, self.processor, self.image_size = family, processor, image_size
+
+    def __call__(self, frames: np.ndarray, text: str) -> dict[str, torch.Tensor]:
+        size = self.image_size
+        images = [Image.fromarray(frame) for frame in frames]
+        if frames.shape[1:3] != (size, size):
+            images = [image.resize((size, size), Image.BILINEAR) for image in images]
+        return self.family.make_inputs(self.processor, images, text)
+
+
 class FrameEncoder:
     """Encodes frames with the model of a `vlm` or `embedding` target.
 
     Everything that can be checked without weights (family, model files, layer range) is
-    checked in the constructor before the weights load. ``preprocess`` (CPU, the processor) and
-    ``encode`` (the model) are separate so that a pipeline can overlap them.
+    checked in the constructor before the weights load. ``preprocess(frames, text)`` (CPU, the
+    processor) and ``encode(inputs)`` (the model) are separate so that a pipeline can overlap them.
     """
 
     def __init__(self, target: VLMTarget | EmbeddingTarget, where: str = "target",
@@ -28,8 +43,11 @@ class FrameEncoder:
         self.target, self.where = target, where
         self.device = torch.device(device)
         self.family = get_family(target.family)
-        self.source = resolve_source(target, self.family, where)
         self.is_vlm = self.family.kind == "vlm"
+        if self.is_vlm and target.generate_tokens and not self.family.supports_generation:
+            raise UserError(f"{where}.generate_tokens: {target.family} models cannot generate through the "
+                            "standard generate(); use 0")
+        self.source = resolve_source(target, self.family, where)
         if self.is_vlm:
             self.num_layers = self.family.num_layers(load_config(self.source, self.family))
             try:
@@ -37,6 +55,7 @@ class FrameEncoder:
             except ValueError as exc:
                 raise type(exc)(f"{where}.layers: {exc}") from None
         self.processor = self.family.load_processor(self.source.path)
+        self.preprocess = Preprocessor(self.family, self.processor, target.image_size)
         self.model = load_model(self.source, self.family, target.precision, self.device, target.device_map)
         self.dtype = compute_dtype(target.precision, self.device)
         self.input_device = next(self.model.parameters()).device
@@ -54,14 +73,6 @@ class FrameEncoder:
         return self.family.render_prompt(self.processor, self.prompt(task)) if self.is_vlm else ""
 
     # ------------------------------------------------------------------------------- encoding
-    def preprocess(self, frames: np.ndarray, text: str) -> dict[str, torch.Tensor]:
-        """Model inputs (on the CPU) for frames uint8 [B, H, W, 3] and the model text."""
-        size = self.target.image_size
-        images = [Image.fromarray(frame) for frame in frames]
-        if frames.shape[1:3] != (size, size):
-            images = [image.resize((size, size), Image.BILINEAR) for image in images]
-        return self.family.make_inputs(self.processor, images, text)
-
     @torch.inference_mode()
     def encode(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Target vectors float32 [B, D] on the CPU."""

@@ -46,6 +46,8 @@ class Family:
     model_class: ClassVar[str] = "AutoModelForImageTextToText"
     trust_remote_code: ClassVar[bool] = False
     """Whether the family's models need code from their hub repository (then only at a pinned commit)."""
+    supports_generation: ClassVar[bool] = True
+    """Whether tokens can be generated (``generate_tokens``) through the standard ``generate``."""
 
     # ------------------------------------------------------------------------------- loading
     def load_processor(self, path: str) -> Any:
@@ -68,9 +70,17 @@ class Family:
         return processor.apply_chat_template(messages, add_generation_prompt=True)
 
     def make_inputs(self, processor: Any, images: list[Image.Image], text: str) -> dict[str, torch.Tensor]:
-        """Model inputs for a batch of frames sharing one rendered prompt."""
+        """Model inputs for a batch of frames sharing one rendered prompt, one image per sample.
+
+        A chat template that writes the bos token itself would get a second one from tokenizers
+        that add it (Llama 3, Gemma); like ``apply_chat_template(tokenize=True)``, don't add it then.
+        """
+        kwargs = {}
+        bos = getattr(getattr(processor, "tokenizer", None), "bos_token", None)
+        if bos and text.startswith(bos):
+            kwargs["add_special_tokens"] = False
         return dict(processor(images=[[image] for image in images], text=[text] * len(images),
-                              return_tensors="pt", padding=True))
+                              return_tensors="pt", padding=True, **kwargs))
 
     def image_token_ids(self, processor: Any, model: torch.nn.Module) -> list[int]:
         """Token ids that stand for image content in ``input_ids`` (for image/text pooling)."""

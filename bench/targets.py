@@ -1,0 +1,143 @@
+"""Target extraction throughput: the real pipeline against the bare model forward, in one run.
+
+    python bench/targets.py [--model tiny|realistic] [--frames 512] [--precision fp32|bf16]
+
+For a random model built locally (the tiny Llava of the tests, or a "realistic" Llava-style model
+with SmolVLM-256M-like dimensions), on frames of a freshly collected rollout file:
+  - processor: preprocessing alone (resize, image processor, tokenizer), frames/s;
+  - bare:      model forward + pooling alone on the same, pre-built batches, frames/s;
+  - pipeline:  `encode_rows` as the targets stage runs it (HDF5 reads and preprocessing in a
+               loader worker, forward, float16 writes), frames/s, and its ratio to bare;
+  - MFU on CUDA (forward FLOPs estimated as 2 x parameters x tokens).
+Results go to docs/benchmarks.md by hand, with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from promptlam.config import VLMTarget, validate_config
+from promptlam.data.collect import collect
+from promptlam.data.rollout_file import RolloutFile
+from promptlam.data.target_file import TargetWriter
+from promptlam.targets import encode_rows
+from promptlam.vlm.encoder import FrameEncoder
+from promptlam.vlm.families import get_family, save_tiny
+
+PROMPT = "Do not describe background features. Focus on the robot arm and the {object}."
+H100_BF16_DENSE_FLOPS = 989e12
+
+
+def build_realistic_llava(folder: Path) -> None:
+    """A random Llava with SmolVLM-256M-like sizes: 12-layer 768-wide vision and language models."""
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    from promptlam.vlm.families.llava import CHAT_TEMPLATE
+    from promptlam.vlm.tiny_tokenizer import make_tokenizer
+
+    tokenizer = make_tokenizer(["<image>"], extra_special_tokens={"image_token": "<image>"}, chat_template=CHAT_TEMPLATE)
+    image, patch = 112, 14
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                       num_attention_heads=12, image_size=image, patch_size=patch),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=2048,
+                                num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
+                                max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(0)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
+        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+    )
+    save_tiny(folder, LlavaForConditionalGeneration(config), processor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("tiny", "realistic"), default="tiny")
+    parser.add_argument("--frames", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = tmp / "model"
+        if args.model == "tiny":
+            get_family("llava").build_tiny(folder)
+            image_size = 32
+        else:
+            build_realistic_llava(folder)
+            image_size = 112
+        rollouts_path = tmp / "reach-v3.h5"
+        config = validate_config({"rollouts": {"train_trajectories": 64, "labelled_budgets": [1]}})
+        collect(config, "reach-v3", "train", rollouts_path, trajectories=max(2, args.frames // 30), progress=False)
+        with RolloutFile(rollouts_path) as rollouts:
+            n = min(args.frames, rollouts.n_frames)
+            frames = rollouts["frames/distracted"][:n]
+
+        target = VLMTarget(kind="vlm", family="llava", model=str(folder), prompt=PROMPT, precision=args.precision,
+                           image_size=image_size, batch_size=args.batch_size)
+        encoder = FrameEncoder(target, device=device)
+        text = encoder.model_text("reach-v3")
+        starts = range(0, n, args.batch_size)
+
+        began = time.perf_counter()
+        batches = [encoder.preprocess(frames[s:s + args.batch_size], text) for s in starts]
+        processor_fps = n / (time.perf_counter() - began)
+        encoder.encode(batches[0])  # warm-up
+
+        def timed(function) -> float:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            began = time.perf_counter()
+            function()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - began
+
+        bare_seconds = timed(lambda: [encoder.encode(batch) for batch in batches])
+        frame_shape = tuple(encoder.encode(batches[0]).shape[1:])
+        with TargetWriter(tmp / "out.h5", n, frame_shape, {"n_frames": n}) as writer:
+            pipeline_seconds = timed(lambda: encode_rows(encoder, rollouts_path, 0, n, text, writer.write,
+                                                         args.batch_size, args.workers, progress=False))
+        bare_again = timed(lambda: [encoder.encode(batch) for batch in batches])
+        bare_fps = n / ((bare_seconds + bare_again) / 2)
+        tokens = int(batches[0]["input_ids"].shape[1])
+        parameters = sum(p.numel() for p in encoder.model.parameters())
+
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {device}"
+                   + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""),
+        "model": args.model, "parameters_millions": round(parameters / 1e6, 1), "tokens_per_frame": tokens,
+        "image_size": image_size, "precision": args.precision, "batch_size": args.batch_size, "frames": n,
+        "torch_threads": torch.get_num_threads(), "loader_workers": args.workers,
+        "processor_frames_per_s": round(processor_fps, 1),
+        "bare_forward_frames_per_s": round(bare_fps, 1),
+        "bare_before_after_frames_per_s": [round(n / bare_seconds, 1), round(n / bare_again, 1)],
+        "pipeline_frames_per_s": round(n / pipeline_seconds, 1),
+        "ratio_pipeline_to_bare": round((n / pipeline_seconds) / bare_fps, 3),
+    }
+    if device == "cuda":
+        result["mfu_bf16_h100"] = round(2 * parameters * tokens * bare_fps / H100_BF16_DENSE_FLOPS, 4)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+# Stage 2: forward-model targets. A target is computed once per task and shared by every
+# latent action model run that names it. Tiny random models (tests, smoke profile) are built
+# by a rule too, so a smoke run needs nothing from the network.
+
+MODEL_KINDS = ("vlm", "embedding")
+TINY_MODELS = "models/tiny/"
+
+
+wildcard_constraints:
+    target=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    family=r"[a-z0-9_]+",
+
+
+def target_section(name):
+    """JSON of what target `name` depends on: editing another target reruns nothing here."""
+    return json.dumps({"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def target_inputs(wildcards):
+    inputs = {"rollouts": f"data/rollouts/train/{wildcards.task}.h5"}
+    target = CFG.targets[wildcards.target]
+    if target.kind in MODEL_KINDS and target.model.startswith(TINY_MODELS):
+        inputs["model"] = target.model
+    return inputs
+
+
+def needs_gpu(wildcards):
+    return 1 if CFG.targets[wildcards.target].kind in MODEL_KINDS else 0
+
+
+rule tiny_model:
+    output:
+        directory(TINY_MODELS + "{family}"),
+    log:
+        "logs/tiny_models/{family}.log",
+    shell:
+        "{PROMPTLAM} targets tiny-model --family {wildcards.family} --out {output} > {log} 2>&1"
+
+
+rule target:
+    input:
+        unpack(target_inputs),
+    output:
+        "data/targets/{target}/{task}.h5",
+    params:
+        config=lambda wildcards: target_section(wildcards.target),
+    log:
+        "logs/targets/{target}/{task}.log",
+    benchmark:
+        "benchmarks/targets/{target}/{task}.tsv"
+    threads: 2
+    resources:
+        gpu=needs_gpu,
+        mem_mb=16000,
+        runtime=720,
+    shell:
+        "{PROMPTLAM} targets compute --target {wildcards.target} --task {wildcards.task}"
+        " --rollouts {input.rollouts} --out {output} --config-json {params.config:q} > {log} 2>&1"
+
+
+rule targets_all:
+    input:
+        expand("data/targets/{target}/{task}.h5", target=list(CFG.targets), task=TASKS),

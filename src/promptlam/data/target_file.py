@@ -1,0 +1,198 @@
+"""The target file: what the forward model predicts, one entry per rollout frame, index for index.
+
+``data/targets/{target}/{task}.h5`` holds dataset ``targets`` [N, ...] aligned with the rows of
+the rollout file it was computed from: float16 vectors for model and state targets, or an HDF5
+external link to the rollout file's frames for `pixels` and `clean` (no copy). Beside it: the
+per-dimension (per-channel for frames) ``mean`` and ``std`` over the file's frames, and the raw
+``count``/``sum``/``sum_sq`` so that statistics over several tasks combine exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.io import temporary_path
+
+FORMAT = "promptlam.targets"
+FORMAT_VERSION = 1
+
+
+class RunningMoments:
+    """Count, sum and sum of squares (float64) over frames, reduced to the stats' shape."""
+
+    def __init__(self, reduce_axes: tuple[int, ...] = ()) -> None:
+        self.reduce_axes = reduce_axes
+        self.count = 0
+        self.sum: np.ndarray | float = 0.0
+        self.sum_sq: np.ndarray | float = 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        values = values.astype(np.float64)
+        axes = (0, *(axis + 1 for axis in self.reduce_axes))
+        self.count += int(np.prod([values.shape[a] for a in axes]))
+        self.sum = self.sum + values.sum(axis=axes)
+        self.sum_sq = self.sum_sq + np.square(values).sum(axis=axes)
+
+    def merge(self, other: RunningMoments) -> None:
+        self.count += other.count
+        self.sum = self.sum + other.sum
+        self.sum_sq = self.sum_sq + other.sum_sq
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = np.asarray(self.sum) / max(self.count, 1)
+        variance = np.maximum(np.asarray(self.sum_sq) / max(self.count, 1) - mean**2, 0.0)
+        return mean, np.sqrt(variance)
+
+    def write(self, file: h5py.File) -> None:
+        mean, std = self.mean_std()
+        file["mean"], file["std"] = mean.astype(np.float32), std.astype(np.float32)
+        file["count"], file["sum"], file["sum_sq"] = self.count, np.asarray(self.sum), np.asarray(self.sum_sq)
+
+
+class TargetWriter:
+    """Writes rows [start, stop) of a target into ``<path>.tmp``; renamed to ``path`` on close."""
+
+    def __init__(self, path: str | Path, n_frames: int, frame_shape: tuple[int, ...], attrs: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.n_frames, self.frame_shape, self.attrs = n_frames, frame_shape, attrs
+        self.moments = RunningMoments()
+        self.written = 0
+
+    def __enter__(self) -> TargetWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_path(self.path)
+        self.file = h5py.File(self._tmp, "w")
+        chunk = max(1, min(self.n_frames, 256))
+        self.file.create_dataset("targets", shape=(self.n_frames, *self.frame_shape), dtype=np.float16,
+                                 chunks=(chunk, *self.frame_shape))
+        return self
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        stored = values.astype(np.float16)
+        self.file["targets"][start:start + len(stored)] = stored
+        self.moments.update(stored)  # the statistics of what a reader will see
+        self.written += len(stored)
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        complete = False
+        try:
+            if exc_type is None:
+                if self.written != self.n_frames:
+                    raise RuntimeError(f"{self.path}: wrote {self.written} of {self.n_frames} rows")
+                self.moments.write(self.file)
+                _write_attrs(self.file, self.attrs)
+                complete = True
+        finally:
+            self.file.close()
+            if complete:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+        return False
+
+
+def _write_attrs(file: h5py.File, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    file.attrs["format"], file.attrs["format_version"] = FORMAT, FORMAT_VERSION
+    file.attrs["complete"] = True  # last: readers refuse a file without it
+
+
+def write_frame_link(path: str | Path, rollouts: RolloutFile, dataset: str, attrs: dict[str, Any]) -> None:
+    """A target file whose ``targets`` is an external link to ``dataset`` of the rollout file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    moments = RunningMoments(reduce_axes=(0, 1))  # per colour channel
+    frames = rollouts[dataset]
+    for start in range(0, rollouts.n_frames, 512):
+        moments.update(frames[start:start + 512])
+    tmp = temporary_path(path)
+    try:
+        with h5py.File(tmp, "w") as file:
+            # Relative to this file's folder, so the pair can move together.
+            file["targets"] = h5py.ExternalLink(os.path.relpath(rollouts.path, path.parent), f"/{dataset}")
+            moments.write(file)
+            _write_attrs(file, attrs)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class TargetFile:
+    """A target file, checked on open, and against its rollout file when one is given."""
+
+    def __init__(self, path: str | Path, rollouts: RolloutFile | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataFileError(f"{self.path}: target file not found")
+        try:
+            # External links resolve relative to this file, whatever the working directory.
+            self.file = h5py.File(self.path, "r")
+        except OSError:
+            raise DataFileError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): delete it and rerun") from None
+        try:
+            self._check(rollouts)
+        except DataFileError:
+            self.file.close()
+            raise
+
+    def _check(self, rollouts: RolloutFile | None) -> None:
+        attrs = self.file.attrs
+        if attrs.get("format") != FORMAT:
+            raise DataFileError(f"{self.path}: not a promptlam target file (format {attrs.get('format')!r}, expected {FORMAT!r})")
+        if attrs.get("format_version") != FORMAT_VERSION or not attrs.get("complete", False):
+            raise DataFileError(f"{self.path}: incomplete or of another format version: delete it and rerun")
+        try:
+            self.targets = self.file["targets"]
+        except KeyError:
+            raise DataFileError(f"{self.path}: its linked frames are missing (was the rollout file moved?)") from None
+        if self.targets.shape[0] != int(attrs["n_frames"]):
+            raise DataFileError(f"{self.path}: has {self.targets.shape[0]} rows, its record says {attrs['n_frames']}")
+        if rollouts is not None:
+            if attrs["rollouts_dataset_id"] != rollouts.dataset_id:
+                raise DataFileError(
+                    f"{self.path}: computed from dataset {attrs['rollouts_dataset_id']}, but {rollouts.path} is "
+                    f"dataset {rollouts.dataset_id} (rollouts_dataset_id differs): recompute the target")
+            if self.targets.shape[0] != rollouts.n_frames:
+                raise DataFileError(f"{self.path}: {self.targets.shape[0]} frames, but {rollouts.path} has "
+                                    f"{rollouts.n_frames} (n_frames differs): recompute the target")
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.file.attrs)
+
+    @property
+    def kind(self) -> str:
+        return str(self.file.attrs["kind"])
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return json.loads(self.file.attrs["provenance"])
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.targets.shape[1:])
+
+    def moments(self) -> RunningMoments:
+        """The raw statistics, to combine with other tasks' (``RunningMoments.merge``)."""
+        moments = RunningMoments()
+        moments.count = int(self.file["count"][()])
+        moments.sum, moments.sum_sq = self.file["sum"][()], self.file["sum_sq"][()]
+        return moments
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> TargetFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
