@@ -24,7 +24,7 @@ def snakemake(workdir, *args):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
-    run = snakemake(workdir, "rollouts_all")
+    run = snakemake(workdir)  # the default target: everything the smoke profile defines
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return workdir
 
@@ -47,7 +47,21 @@ def test_rollout_rules_build_every_artifact(smoke_run):
                 assert len(subset.trajectories) == budget
 
 
+def test_target_rules_build_every_target_of_every_task(smoke_run):
+    from promptlam.data.target_file import TargetFile
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    assert "molmo-7b-d-focus" not in config.targets  # removed by the profile: no hub downloads
+    for name, target in config.targets.items():
+        for task in config.tasks:
+            with RolloutFile(smoke_run / f"data/rollouts/train/{task}.h5") as rollouts, \
+                    TargetFile(smoke_run / f"data/targets/{name}/{task}.h5", rollouts) as result:
+                assert result.kind == target.kind and result.targets.shape[0] == rollouts.n_frames
+                assert (smoke_run / f"benchmarks/targets/{name}/{task}.tsv").exists()
+    assert (smoke_run / "models/tiny/molmo2/config.json").exists()
+
+
 def test_rerun_has_nothing_to_do(smoke_run):
-    run = snakemake(smoke_run, "rollouts_all", "--dry-run")
+    run = snakemake(smoke_run, "--dry-run")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr

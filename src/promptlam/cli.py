@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--task", required=True)
     sub.add_argument("--rollouts", required=True, help="rollout file (.h5) of the task")
     sub.add_argument("--out", required=True, help="target file to write (.h5)")
-    sub.add_argument("--workers", type=int, help="preprocessing worker processes (default: 1 if there is a spare core)")
+    sub.add_argument("--workers", type=int, help="preprocessing worker processes (default: 0 on CPU, up to 4 with a GPU)")
     sub = command(targets, "tiny-model", cmd_targets_tiny_model, "save a tiny random model of a family (for tests and the smoke profile)")
     sub.add_argument("--family", required=True)
     sub.add_argument("--out", required=True, help="folder to write")

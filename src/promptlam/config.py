@@ -340,9 +340,10 @@ class Config(Section):
     rollouts: RolloutsConfig = RolloutsConfig()
     """Data collection."""
 
-    targets: dict[str, TargetConfig] = Field(default_factory=_default_targets)
+    targets: dict[str, TargetConfig | None] = Field(default_factory=_default_targets)
     """Named targets for the forward model, computed once per task and shared by every run
-    that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`."""
+    that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`. A target set to
+    null is removed (how a profile drops a target of config.yaml)."""
 
     @field_validator("targets")
     @classmethod
@@ -352,7 +353,7 @@ class Config(Section):
         for name in targets:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"target name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
-        return targets
+        return {name: target for name, target in targets.items() if target is not None}
 
     @field_validator("tasks")
     @classmethod

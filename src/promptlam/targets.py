@@ -156,7 +156,9 @@ def _compute_model_target(target: VLMTarget | EmbeddingTarget, where: str, task:
     }
     attrs = {**attrs, "prompt": encoder.prompt(task), "provenance": record}
     if workers is None:
-        workers = 1 if (os.cpu_count() or 1) > 1 else 0
+        # On a CPU the model and a loader worker would share the cores (measured slower, see
+        # docs/benchmarks.md); on a GPU, workers keep it fed.
+        workers = min(4, (os.cpu_count() or 1) - 1) if state.device.type == "cuda" else 0
     start, stop = _shard(n_frames, state.process_index, state.num_processes)
     probe = encoder.encode(encoder.preprocess(np.zeros((1, 8, 8, 3), np.uint8), text))
     frame_shape = tuple(probe.shape[1:])

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from promptlam.config import EmbeddingTarget, VLMTarget
 from promptlam.errors import UserError
@@ -24,10 +25,12 @@ class Preprocessor:
 
     def __call__(self, frames: np.ndarray, text: str) -> dict[str, torch.Tensor]:
         size = self.image_size
-        images = [Image.fromarray(frame) for frame in frames]
         if frames.shape[1:3] != (size, size):
-            images = [image.resize((size, size), Image.BILINEAR) for image in images]
-        return self.family.make_inputs(self.processor, images, text)
+            # One antialiased resize for the whole batch: several times cheaper than PIL per frame.
+            batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+            batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            frames = batch.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return self.family.make_inputs(self.processor, [Image.fromarray(frame) for frame in frames], text)
 
 
 class FrameEncoder:
