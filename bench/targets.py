@@ -6,8 +6,9 @@ For a random model built locally (the tiny Llava of the tests, or a "realistic" 
 with SmolVLM-256M-like dimensions), on frames of a freshly collected rollout file:
   - processor: preprocessing alone (resize, image processor, tokenizer), frames/s;
   - bare:      model forward + pooling alone on the same, pre-built batches, frames/s;
-  - pipeline:  `encode_rows` as the targets stage runs it (HDF5 reads and preprocessing in a
-               loader worker, forward, float16 writes), frames/s, and its ratio to bare;
+  - pipeline:  `encode_rows` as the targets stage runs it (HDF5 reads, preprocessing, in a
+               loader worker if asked, forward, float16 writes), frames/s, and its ratio to bare
+               and to processor + bare run one after the other;
   - MFU on CUDA (forward FLOPs estimated as 2 x parameters x tokens).
 Results go to docs/benchmarks.md by hand, with the machine they were measured on.
 """
@@ -133,6 +134,9 @@ def main() -> None:
         "bare_before_after_frames_per_s": [round(n / bare_seconds, 1), round(n / bare_again, 1)],
         "pipeline_frames_per_s": round(n / pipeline_seconds, 1),
         "ratio_pipeline_to_bare": round((n / pipeline_seconds) / bare_fps, 3),
+        # Against processor and forward run one after the other: what is left is the pipeline's own
+        # overhead (reads, writes, statistics, batching).
+        "ratio_pipeline_to_processor_plus_bare": round((n / pipeline_seconds) * (1 / processor_fps + 1 / bare_fps), 3),
     }
     if device == "cuda":
         result["mfu_bf16_h100"] = round(2 * parameters * tokens * bare_fps / H100_BF16_DENSE_FLOPS, 4)
