@@ -25,6 +25,7 @@ CFG = validate_config(config, "config")
 include: "rules/common.smk"
 include: "rules/rollouts.smk"
 include: "rules/targets.smk"
+include: "rules/lam.smk"
 
 
 rule all:
@@ -32,3 +33,4 @@ rule all:
     input:
         rules.rollouts_all.input,
         rules.targets_all.input,
+        rules.lam_all.input,

@@ -61,6 +61,21 @@ def test_target_rules_build_every_target_of_every_task(smoke_run):
     assert (smoke_run / "models/tiny/molmo2/config.json").exists()
 
 
+def test_lam_rules_train_and_probe_every_run(smoke_run):
+    import json
+
+    from promptlam.lam.train import all_runs
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    runs = all_runs(config)
+    assert {run.method for run in runs} >= {"lapo", "lapo-clean", "target"}
+    for run in runs:
+        metrics = json.loads((smoke_run / run.path / "metrics.json").read_text())
+        assert metrics["steps"] == config.lam.steps
+        assert metrics["heldout_probe"]["action"]["variance"] > 0
+        assert (smoke_run / f"benchmarks/lam/{run.method}/{run.target}/ld{run.latent_dim}/s{run.seed}.tsv").exists()
+
+
 def test_rerun_has_nothing_to_do(smoke_run):
     run = snakemake(smoke_run, "--dry-run")
     assert run.returncode == 0

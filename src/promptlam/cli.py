@@ -144,6 +144,21 @@ def cmd_targets_inspect(args: argparse.Namespace) -> None:
             }, indent=2))
 
 
+# ----------------------------------------------------------------------------------------- lam
+def cmd_lam_train(args: argparse.Namespace) -> None:
+    from promptlam.lam.train import RunKey, heldout_summary, task_files, train_run
+
+    config = _config(args)
+    run = RunKey(args.method, args.target, args.latent_dim, args.seed)
+    if args.method == "laom" and args.target != "ema" or args.method != "laom" and args.target not in config.targets:
+        raise UserError(f"--target: {args.target!r} is not a target of the config (laom uses 'ema')")
+    out = Path(args.out or run.path)
+    metrics = train_run(config, run, task_files(config, run, Path(args.root)), out, list(config.tasks),
+                        workers=args.workers)
+    if metrics.get("heldout_probe"):
+        print(f"{out}: {heldout_summary(metrics)}")
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlam", description=__doc__.splitlines()[0])
@@ -191,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="folder to write")
     sub = command(targets, "inspect", cmd_targets_inspect, "print a summary of target files")
     sub.add_argument("files", nargs="+")
+
+    lam = stages.add_parser("lam", help="latent action models").add_subparsers(dest="command", required=True)
+    sub = command(lam, "train", cmd_lam_train, "train (or resume) one latent action model run and probe it", config=True)
+    sub.add_argument("--method", required=True, choices=("lapo", "lapo-clean", "laom", "target"))
+    sub.add_argument("--target", required=True, help="target name (laom: ema)")
+    sub.add_argument("--latent-dim", required=True, type=int)
+    sub.add_argument("--seed", required=True, type=int)
+    sub.add_argument("--root", default=".", help="folder holding data/ (the workflow's working directory)")
+    sub.add_argument("--out", help="run folder (default runs/lam/{method}/{target}/ld{dim}/s{seed})")
+    sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
     return parser
 
 

@@ -317,6 +317,96 @@ def _default_targets() -> dict[str, Any]:
             "state": StateTarget(kind="state")}
 
 
+# ------------------------------------------------------------------------------------------ lam
+LAM_METHODS = ("lapo", "lapo-clean", "laom", "target")
+"""`lapo`: forward model predicts the next frame's pixels (distracted frames in, the `pixels` or
+`clean` target out); `lapo-clean`: LAPO on the clean twins, in and out (no distractors at all);
+`laom`: predicts the next frame's embedding by an EMA target encoder (target `ema`); `target`:
+predicts a vector target (a VLM representation, `state`), standardised."""
+
+
+class LamRunSpec(Section):
+    """A group of latent action model runs: every latent dim x seed of one method and target."""
+
+    method: Literal[LAM_METHODS]  # type: ignore[valid-type]
+    """Forward-model variant."""
+
+    target: str
+    """Name of a `targets` entry the forward model predicts (`ema` for `laom`)."""
+
+    latent_dims: list[int] = Field(default_factory=lambda: [128], min_length=1)
+    """Latent action dimensions to train. **[paper]** 128; smaller ones also help."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    """Training seeds. **[paper]** three."""
+
+    @field_validator("latent_dims")
+    @classmethod
+    def _positive(cls, dims: list[int]) -> list[int]:
+        if any(d <= 0 for d in dims):
+            raise ValueError(f"latent dims must be positive, got {dims}")
+        return dims
+
+
+class LamConfig(Section):
+    """Latent action models: inverse dynamics (IDM) + forward dynamics (FDM), and their probes."""
+
+    frame_stack: int = Field(3, ge=1)
+    """Frames stacked per observation. **[paper]** LAOM's 3."""
+
+    max_offset: int = Field(10, ge=1)
+    """The IDM sees o_t and o_{t+k}, k uniform in 1..max_offset, while the FDM predicts o_{t+1}.
+    **[paper]** LAOM's 10."""
+
+    encoder_channels: list[int] = Field(default_factory=lambda: [16, 32, 32], min_length=1)
+    """Channels of the IMPALA-style encoder stages (conv, max-pool, two residual blocks each)."""
+
+    hidden_dim: int = Field(256, ge=8)
+    """Width of encoder outputs and MLPs."""
+
+    vq: bool = False
+    """Quantise the latent action (LAPO's VQ bottleneck); the paper uses continuous latents."""
+
+    vq_codes: int = Field(64, ge=2)
+    """Codebook size per group when `vq` is on."""
+
+    vq_groups: int = Field(2, ge=1)
+    """Latent dims are split into this many groups, each quantised separately."""
+
+    augment: bool = False
+    """LAOM's augmentations (random shift, rotation, perspective) of the frames."""
+
+    steps: int = Field(20000, ge=1)
+    """Optimiser steps."""
+
+    batch_size: int = Field(512, ge=1)
+    """Transitions per step (over all processes). **[paper]** LAOM's 512."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    """Adam learning rate. **[paper]** LAOM's 1e-4."""
+
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    """Share of steps of linear warm-up; then linear decay to zero."""
+
+    weight_decay: float = Field(0.0, ge=0)
+    """Adam(W) weight decay."""
+
+    checkpoint_every: int = Field(1000, ge=1)
+    """Steps between checkpoints (model, optimiser, scheduler and step: a killed run resumes)."""
+
+    log_every: int = Field(100, ge=1)
+    """Steps between metric rows in metrics.csv."""
+
+    heldout_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of each task's train trajectories held out from the probe fit (LAM training uses all)."""
+
+    probe_ridge: float = Field(1e-3, ge=0)
+    """Ridge penalty of the held-out linear probes (relative to the feature variance)."""
+
+    runs: list[LamRunSpec] = Field(default_factory=list)
+    """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/ld{dim}/s{seed}/."""
+
+
 # --------------------------------------------------------------------------------------- config
 class Config(Section):
     """The whole workflow configuration (`config.yaml`)."""
@@ -345,6 +435,9 @@ class Config(Section):
     that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`. A target set to
     null is removed (how a profile drops a target of config.yaml)."""
 
+    lam: LamConfig = LamConfig()
+    """Latent action models."""
+
     @field_validator("targets")
     @classmethod
     def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +457,26 @@ class Config(Section):
             raise ValueError("tasks are listed more than once")
         return tasks
 
+    @model_validator(mode="after")
+    def _runs_name_known_targets(self) -> Config:
+        for index, run in enumerate(self.lam.runs):
+            where = f"lam.runs.{index}"
+            if run.method == "laom":
+                if run.target != "ema":
+                    raise ValueError(f"{where}.target: laom predicts its own EMA embedding: use 'ema', not {run.target!r}")
+                continue
+            target = self.targets.get(run.target)
+            if target is None:
+                raise ValueError(f"{where}.target: no target {run.target!r} (defined: {', '.join(self.targets)})")
+            frame = target.kind in ("pixels", "clean")
+            if run.method == "lapo" and not frame:
+                raise ValueError(f"{where}: lapo predicts frames; {run.target!r} is a {target.kind} target (use method 'target')")
+            if run.method == "lapo-clean" and target.kind != "clean":
+                raise ValueError(f"{where}: lapo-clean trains on the clean twins; its target must be a clean target")
+            if run.method == "target" and frame:
+                raise ValueError(f"{where}: method 'target' predicts vectors; {run.target!r} is a frame target (use 'lapo')")
+        return self
+
     def section(self, *names: str) -> dict[str, Any]:
         """The named top-level sections as plain data, e.g. to pass a stage only what it reads."""
         dumped = self.model_dump(mode="json")
@@ -378,13 +491,13 @@ def _format_errors(error: ValidationError, source: str) -> str:
         loc = list(item["loc"])
         if len(loc) >= 3 and loc[0] == "targets" and loc[2] in kinds:
             del loc[2]  # pydantic names the union member; the user wrote targets.<name>.<key>
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = ".".join(str(p) for p in loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] not in ("value_error", "missing"):
             message += f" (got {item['input']!r})"
-        parts.append(f"{key}: {message}")
+        parts.append(f"{key}: {message}" if key else message)
     return f"{source}: " + "; ".join(parts)
 
 

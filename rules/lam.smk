@@ -1,0 +1,58 @@
+# Stage 3: latent action models. One job per run: runs/lam/{method}/{target}/ld{dim}/s{seed}/.
+# A job reads the train rollouts of every task (and, for method `target`, the target files) and
+# resumes from its checkpoint when restarted.
+
+from promptlam.lam.train import all_runs
+
+LAM_RUNS = all_runs(CFG)
+
+
+wildcard_constraints:
+    method="lapo|lapo-clean|laom|target",
+    dim=r"\d+",
+    seed=r"\d+",
+
+
+def lam_inputs(wildcards):
+    inputs = {"rollouts": expand("data/rollouts/train/{task}.h5", task=TASKS)}
+    if wildcards.method == "target":
+        inputs["targets"] = expand("data/targets/{target}/{task}.h5", target=wildcards.target, task=TASKS)
+    return inputs
+
+
+def lam_section(wildcards):
+    """What a run depends on: seed, the lam section and its target's entry (not other targets)."""
+    section = CFG.section("seed", "tasks", "lam")
+    section["lam"]["runs"] = []  # the list of runs to train does not change any one run
+    if wildcards.target in CFG.targets:
+        section["targets"] = {wildcards.target: CFG.targets[wildcards.target].model_dump(mode="json")}
+    return json.dumps(section, sort_keys=True, separators=(",", ":"))
+
+
+rule lam:
+    input:
+        unpack(lam_inputs),
+    output:
+        metrics="runs/lam/{method}/{target}/ld{dim}/s{seed}/metrics.json",
+        model="runs/lam/{method}/{target}/ld{dim}/s{seed}/model.safetensors",
+    params:
+        config=lam_section,
+        folder=lambda wildcards, output: os.path.dirname(output.metrics),
+    log:
+        "logs/lam/{method}/{target}/ld{dim}/s{seed}.log",
+    benchmark:
+        "benchmarks/lam/{method}/{target}/ld{dim}/s{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
+    shell:
+        "{PROMPTLAM} lam train --method {wildcards.method} --target {wildcards.target}"
+        " --latent-dim {wildcards.dim} --seed {wildcards.seed} --out {params.folder}"
+        " --config-json {params.config:q} > {log} 2>&1"
+
+
+rule lam_all:
+    input:
+        [f"{run.path}/metrics.json" for run in LAM_RUNS],

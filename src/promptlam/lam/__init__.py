@@ -1,0 +1,1 @@
+"""Latent action models: data, models, augmentation, training and probes."""

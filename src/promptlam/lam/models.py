@@ -1,0 +1,162 @@
+"""One latent action model family with interchangeable forward models.
+
+IDM: an IMPALA-style encoder over the frame stacks of o_t and o_{t+k} gives a continuous latent
+action z (optionally vector-quantised, as the original LAPO). FDM: from o_t and z it predicts
+  - `lapo` / `lapo-clean`: the next frame, as o_t plus a change (a decoder over the encoder map);
+  - `laom`: the next frame's embedding by an EMA copy of the observation encoder;
+  - `target`: a standardised target vector of the next frame (a VLM representation, the state).
+IDM and FDM always read the same observations; only what the FDM predicts changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from promptlam.config import LamConfig
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class ImpalaEncoder(nn.Module):
+    """Stages of conv -> 3x3 max-pool (stride 2) -> two residual blocks; returns the feature map."""
+
+    def __init__(self, in_channels: int, channels: list[int]) -> None:
+        super().__init__()
+        stages = []
+        for out_channels in channels:
+            stages += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.MaxPool2d(3, 2, padding=1),
+                       ResidualBlock(out_channels), ResidualBlock(out_channels)]
+            in_channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.stages(x))
+
+
+class VectorQuantizer(nn.Module):
+    """Groups of latent dims snapped to their nearest code (straight-through), LAPO style."""
+
+    def __init__(self, dim: int, groups: int, codes: int, commitment: float = 0.25) -> None:
+        super().__init__()
+        if dim % groups:
+            raise ValueError(f"lam.vq_groups ({groups}) must divide the latent dim ({dim})")
+        self.groups, self.commitment = groups, commitment
+        self.codebook = nn.Parameter(torch.randn(groups, codes, dim // groups) * 0.1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = z.view(z.shape[0], self.groups, -1)  # [B, G, D/G]
+        distances = torch.cdist(parts.transpose(0, 1), self.codebook)  # [G, B, C]
+        codes = distances.argmin(-1)  # [G, B]
+        quantised = torch.stack([self.codebook[g, codes[g]] for g in range(self.groups)], dim=1)
+        loss = F.mse_loss(quantised, parts.detach()) + self.commitment * F.mse_loss(parts, quantised.detach())
+        return (parts + (quantised - parts).detach()).reshape_as(z), loss
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                         nn.Linear(hidden, out_dim))
+
+
+@dataclass
+class LamOutput:
+    loss: torch.Tensor
+    """Total training loss (forward-model loss plus the VQ loss)."""
+    fdm_loss: torch.Tensor
+    latent: torch.Tensor
+    """Latent actions [B, latent_dim] (after quantisation)."""
+
+
+class LatentActionModel(nn.Module):
+    """IDM + FDM. Frames come in as uint8 stacks [B, S*3, H, W]; ``observe`` scales them to [-1, 1]."""
+
+    def __init__(self, config: LamConfig, method: str, latent_dim: int, frame_size: int,
+                 target_dim: int | None = None) -> None:
+        super().__init__()
+        self.method, self.latent_dim = method, latent_dim
+        stack = 3 * config.frame_stack
+        hidden = config.hidden_dim
+        self.idm_encoder = ImpalaEncoder(2 * stack, config.encoder_channels)
+        map_size = frame_size
+        for _ in config.encoder_channels:
+            map_size = (map_size + 1) // 2
+        self.map_size = map_size
+        flat = self.idm_encoder.out_channels * map_size * map_size
+        self.idm_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.GELU(), nn.Linear(hidden, latent_dim))
+        self.quantizer = VectorQuantizer(latent_dim, config.vq_groups, config.vq_codes) if config.vq else None
+
+        self.obs_encoder = ImpalaEncoder(stack, config.encoder_channels)
+        channels = self.obs_encoder.out_channels
+        if method in ("lapo", "lapo-clean"):
+            # The latent is broadcast over the encoder map; a decoder upsamples to a frame change.
+            self.latent_to_map = nn.Linear(latent_dim, channels)
+            layers: list[nn.Module] = []
+            for out_channels in reversed([*config.encoder_channels[:-1], 16]):
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, out_channels, 3, padding=1),
+                           nn.GELU()]
+                channels = out_channels
+            layers.append(nn.Conv2d(channels, 3, 3, padding=1))
+            self.decoder = nn.Sequential(*layers)
+            self.frame_size = frame_size
+        else:
+            self.obs_head = nn.Sequential(nn.Flatten(), nn.Linear(channels * map_size * map_size, hidden), nn.GELU())
+            out_dim = hidden if method == "laom" else target_dim
+            if out_dim is None:
+                raise ValueError("method 'target' needs the target's dimension")
+            self.fdm = mlp(hidden + latent_dim, hidden, out_dim)
+            if method == "laom":
+                self.target_encoder = copy.deepcopy(nn.ModuleDict({"encoder": self.obs_encoder, "head": self.obs_head}))
+                self.target_encoder.requires_grad_(False)
+
+    @staticmethod
+    def observe(frames: torch.Tensor) -> torch.Tensor:
+        return frames.float() / 127.5 - 1.0
+
+    def infer_latent(self, obs: torch.Tensor, future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """IDM: latent action between frame stacks ``obs`` and ``future`` (uint8), and the VQ loss."""
+        z = self.idm_head(self.idm_encoder(torch.cat([self.observe(obs), self.observe(future)], dim=1)))
+        if self.quantizer is None:
+            return z, z.new_zeros(())
+        return self.quantizer(z)
+
+    def forward(self, obs: torch.Tensor, future: torch.Tensor, next_obs: torch.Tensor,
+                target: torch.Tensor | None = None) -> LamOutput:
+        """Losses for a batch: ``obs`` = stack at t, ``future`` = stack at t+k, ``next_obs`` = stack
+        at t+1 (uint8), ``target`` = standardised target vectors of frame t+1 (method `target`)."""
+        z, vq_loss = self.infer_latent(obs, future)
+        features = self.obs_encoder(self.observe(obs))
+        if self.method in ("lapo", "lapo-clean"):
+            tiled = features + self.latent_to_map(z)[:, :, None, None]
+            change = self.decoder(tiled)[..., : self.frame_size, : self.frame_size]
+            last = self.observe(obs[:, -3:])
+            prediction = last + change
+            fdm_loss = F.mse_loss(prediction, self.observe(next_obs[:, -3:]))
+        else:
+            predicted = self.fdm(torch.cat([self.obs_head(features), z], dim=-1))
+            if self.method == "laom":
+                with torch.no_grad():
+                    target = self.target_encoder["head"](self.target_encoder["encoder"](self.observe(next_obs)))
+            fdm_loss = F.mse_loss(predicted, target)
+        return LamOutput(fdm_loss + vq_loss, fdm_loss, z)
+
+    @torch.no_grad()
+    def update_target_encoder(self, tau: float = 0.01) -> None:
+        """LAOM: the target encoder follows the online encoder by exponential moving average."""
+        if self.method != "laom":
+            return
+        online = list(self.obs_encoder.parameters()) + list(self.obs_head.parameters())
+        target = list(self.target_encoder["encoder"].parameters()) + list(self.target_encoder["head"].parameters())
+        torch._foreach_lerp_(target, online, tau)

@@ -1,0 +1,278 @@
+"""Train one latent action model run, with checkpoints that resume exactly, then probe it.
+
+A run is (method, target, latent dim, seed) under ``runs/lam/{method}/{target}/ld{dim}/s{seed}/``:
+  checkpoint.pt  every ``lam.checkpoint_every`` steps: model, optimisers, scheduler, step, the
+                 running metrics and the config that made it (loaded with weights_only=True);
+  metrics.csv    a row every ``lam.log_every`` steps;
+  model.safetensors + run.json   the trained weights and the config that made them;
+  metrics.json   final losses and the held-out probes.
+Batches are a function of (seed, step) and augmentations of (seed, step), so a run killed at any
+point and started again ends with the numbers of an uninterrupted run (on a CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from promptlam.config import Config, LamConfig
+from promptlam.errors import UserError
+from promptlam.io import atomic_output, write_json
+from promptlam.lam.augment import augment
+from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, split_trajectories
+from promptlam.lam.models import LatentActionModel
+from promptlam.lam.probe import heldout_probes, transition_features
+from promptlam.provenance import provenance
+from promptlam.seeding import derive_seed
+
+LAM_SECTIONS = ("seed", "render", "rollouts", "lam")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    method: str
+    target: str
+    latent_dim: int
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"runs/lam/{self.method}/{self.target}/ld{self.latent_dim}/s{self.seed}"
+
+
+def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
+    """What a run depends on; checkpoints carry it, and a resume refuses a different one."""
+    record = {"run": run.__dict__, "tasks": tasks, "config": config.section("seed", "lam")}
+    if run.target in config.targets:
+        record["target"] = config.targets[run.target].model_dump(mode="json")
+    return record
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    return None if a == b else path or "(value)"
+
+
+def _lr_factor(step: int, total: int, warmup_fraction: float) -> float:
+    warmup = int(total * warmup_fraction)
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def build_data(config: LamConfig, run: RunKey, files: list[TaskFiles], trajectories=None) -> TransitionData:
+    frames = "clean" if run.method == "lapo-clean" else "distracted"
+    next_frames = {"pixels": "distracted", "clean": "clean"}.get(run.target, frames) if run.method.startswith("lapo") else frames
+    files = [TaskFiles(f.rollouts, f.target if run.method == "target" else None) for f in files]
+    return TransitionData(files, config.frame_stack, config.max_offset, frames, next_frames, trajectories)
+
+
+def build_model(config: LamConfig, run: RunKey, data: TransitionData, seed_key: str) -> LatentActionModel:
+    torch.manual_seed(derive_seed(run.seed, seed_key, run.method, run.target, run.latent_dim))
+    target_dim = data.target_dim if run.method == "target" else None
+    return LatentActionModel(config, run.method, run.latent_dim, data.frame_size, target_dim)
+
+
+def _load_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        stored = json.loads(checkpoint["record"])
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise UserError(f"{path}: corrupt checkpoint ({type(exc).__name__}); delete it to train from the start") from None
+    difference = _first_difference(stored, json.loads(json.dumps(record)))
+    if difference:
+        raise UserError(f"{path}: made under a different config ({difference} differs); "
+                        "delete the run folder to train it anew")
+    return checkpoint
+
+
+def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str | Path, tasks: list[str],
+              progress: bool = True, workers: int = 0, stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) ``run`` on ``files`` into ``out_dir``; returns the final metrics.
+
+    ``stop_after`` ends the process's training after that many steps without finishing the run
+    (as a kill would, but at a known step): used by the resume test.
+    """
+    from accelerate import Accelerator
+
+    lam = config.lam
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = run_record(config, run, tasks)
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
+                              cpu=not torch.cuda.is_available())
+    data = build_data(lam, run, files)
+    model = build_model(lam, run, data, "lam-init")
+    probe = torch.nn.Linear(run.latent_dim, 4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay)
+    probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, lam.steps, lam.warmup_fraction))
+    checkpoint_path = out / "checkpoint.pt"
+    checkpoint = _load_checkpoint(checkpoint_path, record)
+    step, running = 0, {"loss": 0.0, "fdm_loss": 0.0, "probe_mse": 0.0, "count": 0}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        probe.load_state_dict(checkpoint["probe"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        probe_optimizer.load_state_dict(checkpoint["probe_optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        step, running = int(checkpoint["step"]), dict(checkpoint["running"])
+    model, probe, optimizer, probe_optimizer = accelerator.prepare(model, probe, optimizer, probe_optimizer)
+    device = accelerator.device
+    per_process = max(1, lam.batch_size // accelerator.num_processes)
+    batches = torch.utils.data.DataLoader(
+        StepBatches(data, run.seed, step, lam.steps, per_process, accelerator.process_index),
+        batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+    metrics_csv = out / "metrics.csv"
+    if step == 0 and accelerator.is_main_process:
+        metrics_csv.unlink(missing_ok=True)
+    bar = tqdm(total=lam.steps, initial=step, unit="step", desc=run.path, file=sys.stderr,
+               disable=not (progress and accelerator.is_main_process),
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    began, trained = time.perf_counter(), 0
+    for batch in batches:
+        if stop_after is not None and trained >= stop_after:
+            break
+        stacks = [batch["obs"], batch["future"], batch["next_obs"]]
+        if lam.augment:
+            generator = torch.Generator().manual_seed(derive_seed(run.seed, "lam-augment", step))
+            stacks = augment(stacks, generator)
+        obs, future, next_obs = (s.to(device) for s in stacks)
+        target = batch["target"].to(device) if "target" in batch else None
+        with accelerator.autocast():
+            output = model(obs, future, next_obs, target)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(output.loss)
+        optimizer.step()
+        scheduler.step()
+        accelerator.unwrap_model(model).update_target_encoder()
+        # LAOM's online probe: a linear map from the (detached) latent to the mean true action.
+        probe_loss = torch.nn.functional.mse_loss(probe(output.latent.detach().float()), batch["action"].to(device))
+        probe_optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(probe_loss)
+        probe_optimizer.step()
+        for name, value in (("loss", output.loss), ("fdm_loss", output.fdm_loss), ("probe_mse", probe_loss)):
+            running[name] += float(value.detach())
+        running["count"] += 1
+        step += 1
+        trained += 1
+        bar.update()
+        if accelerator.is_main_process and (step % lam.log_every == 0 or step == lam.steps):
+            _append_metrics(metrics_csv, step, running, scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{running['loss'] / running['count']:.4f}", refresh=False)
+            running = {key: 0.0 for key in running} | {"count": 0}
+        if accelerator.is_main_process and (step % lam.checkpoint_every == 0 or step == lam.steps):
+            _save_checkpoint(checkpoint_path, accelerator, model, probe, optimizer, probe_optimizer, scheduler,
+                             step, running, record)
+    bar.close()
+    seconds = time.perf_counter() - began
+    if step < lam.steps:
+        return {"step": step, "finished": False}
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return {"step": step, "finished": True}
+    model = accelerator.unwrap_model(model).eval()
+    metrics = {"run": run.__dict__, "steps": step, "train_seconds_this_process": round(seconds, 2),
+               "samples_per_second_this_process": round(trained * per_process / max(seconds, 1e-9), 1),
+               "final": _final_losses(metrics_csv)}
+    metrics["heldout_probe"] = evaluate_probes(lam, run, files, model, device)
+    from safetensors.torch import save_file
+
+    with atomic_output(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json(out / "run.json", {**record, "provenance": provenance()})
+    write_json(out / "metrics.json", metrics)
+    data.close()
+    return metrics
+
+
+def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: LatentActionModel,
+                    device: torch.device) -> dict[str, dict[str, float]]:
+    """Held-out linear probes of the trained latents, the untrained architecture and the state."""
+    from promptlam.data.rollout_file import RolloutFile
+
+    fit_sets, held_sets = [], []
+    for task_files in files:
+        with RolloutFile(task_files.rollouts) as rollouts:
+            fit, held = split_trajectories(rollouts.n_trajectories, lam.heldout_fraction)
+        fit_sets.append(fit)
+        held_sets.append(held)
+    if not any(len(h) for h in held_sets):
+        raise UserError("lam.heldout_fraction: every task needs at least two trajectories to hold one out")
+    fit_data = build_data(lam, run, files, fit_sets)
+    held_data = build_data(lam, run, files, held_sets)
+    untrained = build_model(lam, run, fit_data, "lam-untrained").to(device).eval()
+    features = {name: transition_features(m, d, device) for name, (m, d) in {
+        "fit": (model, fit_data), "held": (model, held_data),
+        "untrained_fit": (untrained, fit_data), "untrained_held": (untrained, held_data)}.items()}
+    fit_data.close()
+    held_data.close()
+    return heldout_probes(features["fit"], features["held"], features["untrained_fit"],
+                          features["untrained_held"], lam.probe_ridge)
+
+
+def _append_metrics(path: Path, step: int, running: dict[str, float], lr: float) -> None:
+    new = not path.exists()
+    count = max(running["count"], 1)
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["step", "loss", "fdm_loss", "online_probe_mse", "learning_rate"])
+        writer.writerow([step, f"{running['loss'] / count:.6g}", f"{running['fdm_loss'] / count:.6g}",
+                         f"{running['probe_mse'] / count:.6g}", f"{lr:.6g}"])
+
+
+def _final_losses(path: Path) -> dict[str, float]:
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    last = rows[-1]
+    return {"loss": float(last["loss"]), "fdm_loss": float(last["fdm_loss"]),
+            "online_probe_mse": float(last["online_probe_mse"])}
+
+
+def _save_checkpoint(path: Path, accelerator: Any, model: Any, probe: Any, optimizer: Any, probe_optimizer: Any,
+                     scheduler: Any, step: int, running: dict[str, float], record: dict[str, Any]) -> None:
+    state = {
+        "model": accelerator.unwrap_model(model).state_dict(), "probe": accelerator.unwrap_model(probe).state_dict(),
+        "optimizer": optimizer.state_dict(), "probe_optimizer": probe_optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "step": step, "running": running, "record": json.dumps(record),
+    }
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+
+
+def task_files(config: Config, run: RunKey, root: Path = Path(".")) -> list[TaskFiles]:
+    """The standard artifact paths of a run's inputs, one entry per task."""
+    return [TaskFiles(root / f"data/rollouts/train/{task}.h5",
+                      root / f"data/targets/{run.target}/{task}.h5" if run.method == "target" else None)
+            for task in config.tasks]
+
+
+def all_runs(config: Config) -> list[RunKey]:
+    """Every run that ``lam.runs`` describes."""
+    return [RunKey(spec.method, spec.target, dim, seed)
+            for spec in config.lam.runs for dim in spec.latent_dims for seed in spec.seeds]
+
+
+def heldout_summary(metrics: dict[str, Any]) -> str:
+    probe = metrics["heldout_probe"]
+    return (f"held-out probe MSE action {probe['action']['latent']:.4f} (variance {probe['action']['variance']:.4f}, "
+            f"state {probe['action']['state']:.4f}), noise {probe['noise']['latent']:.4f} "
+            f"(variance {probe['noise']['variance']:.4f})")
+
