@@ -32,7 +32,8 @@ from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import TargetWriter
 from promptlam.targets import encode_rows
 from promptlam.vlm.encoder import FrameEncoder
-from promptlam.vlm.families import get_family, save_tiny
+from promptlam.vlm.families import get_family
+from promptlam.vlm.families.llava import build_llava
 
 PROMPT = "Do not describe background features. Focus on the robot arm and the {object}."
 H100_BF16_DENSE_FLOPS = 989e12
@@ -40,30 +41,7 @@ H100_BF16_DENSE_FLOPS = 989e12
 
 def build_realistic_llava(folder: Path) -> None:
     """A random Llava with SmolVLM-256M-like sizes: 12-layer 768-wide vision and language models."""
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
-
-    from promptlam.vlm.families.llava import CHAT_TEMPLATE
-    from promptlam.vlm.tiny_tokenizer import make_tokenizer
-
-    tokenizer = make_tokenizer(["<image>"], extra_special_tokens={"image_token": "<image>"}, chat_template=CHAT_TEMPLATE)
-    image, patch = 112, 14
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                       num_attention_heads=12, image_size=image, patch_size=patch),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=2048,
-                                num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
-                                max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
-                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
-        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
-    )
-    save_tiny(folder, LlavaForConditionalGeneration(config), processor)
+    build_llava(folder, width=768, layers=12, heads=12, kv_heads=4, image=112, patch=14)
 
 
 def main() -> None:

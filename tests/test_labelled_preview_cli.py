@@ -7,7 +7,8 @@ import pytest
 from promptlam.cli import main
 from promptlam.data.labelled import LabelledSubset, write_labelled_subset
 from promptlam.data.preview import write_previews
-from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.data.h5file import DataFileError
+from promptlam.data.rollout_file import RolloutFile
 from promptlam.envs.factory import make_eval_env
 
 

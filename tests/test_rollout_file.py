@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from promptlam.data.rollout_file import DataFileError, RolloutFile, RolloutWriter
+from promptlam.data.h5file import DataFileError
+from promptlam.data.rollout_file import RolloutFile, RolloutWriter
 
 from conftest import TINY
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from promptlam.config import VLMTarget, validate_config
-from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.data.h5file import DataFileError
+from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import TargetFile
 from promptlam.errors import UserError
 from promptlam.targets import compute_target, encode_rows

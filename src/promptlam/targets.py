@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from promptlam.config import Config, EmbeddingTarget, VLMTarget
-from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.data.h5file import DataFileError
+from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import TargetWriter, write_frame_link
 from promptlam.errors import UserError
 from promptlam.provenance import provenance

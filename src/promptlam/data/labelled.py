@@ -14,7 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.data.h5file import DataFileError
+from promptlam.data.rollout_file import RolloutFile
 from promptlam.io import atomic_output
 from promptlam.provenance import provenance
 from promptlam.seeding import rng

@@ -19,16 +19,12 @@ import h5py
 import numpy as np
 
 from promptlam.config import StorageConfig
-from promptlam.errors import UserError
+from promptlam.data.h5file import CheckedH5File
 from promptlam.io import temporary_path
 from promptlam.tasks import ACTION_DIM, STATE_DIM
 
 FORMAT = "promptlam.rollouts"
 FORMAT_VERSION = 1
-
-
-class DataFileError(UserError):
-    """A data file that cannot be used; the message is one line naming the file."""
 
 
 @dataclass(frozen=True)
@@ -152,38 +148,13 @@ class RolloutWriter:
         return False
 
 
-class RolloutFile:
+class RolloutFile(CheckedH5File):
     """Read access to a rollout file, checked on open. Datasets are read lazily from disk."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFileError(f"{self.path}: rollout file not found")
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError:
-            raise DataFileError(
-                f"{self.path}: not a readable HDF5 file (truncated or corrupt?); expected a "
-                "promptlam rollout file: delete it and rerun the rollouts rule"
-            ) from None
-        try:
-            self._check()
-        except DataFileError:
-            self.file.close()
-            raise
-
-    def _fail(self, message: str) -> DataFileError:
-        return DataFileError(f"{self.path}: {message}")
+    FORMAT, FORMAT_VERSION, DESCRIPTION = FORMAT, FORMAT_VERSION, "rollout file"
 
     def _check(self) -> None:
-        attrs = self.file.attrs
-        if attrs.get("format") != FORMAT:
-            raise self._fail(f"not a promptlam rollout file (format attribute {attrs.get('format')!r}, expected {FORMAT!r})")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise self._fail(f"format version {attrs.get('format_version')}, expected {FORMAT_VERSION}: recollect it")
-        if not attrs.get("complete", False):
-            raise self._fail("incomplete (the writer did not finish): delete it and rerun")
-        self.resolution = int(attrs["resolution"])
+        self.resolution = int(self.file.attrs["resolution"])
         n_rows = None
         for name, field in row_fields(self.resolution).items():
             if name not in self.file:
@@ -229,10 +200,6 @@ class RolloutFile:
         return json.loads(self.file.attrs["config"])
 
     @property
-    def provenance(self) -> dict[str, Any]:
-        return json.loads(self.file.attrs["provenance"])
-
-    @property
     def n_trajectories(self) -> int:
         return len(self.trajectories["start"])
 
@@ -251,12 +218,3 @@ class RolloutFile:
         names = fields or tuple(row_fields(self.resolution))
         rows = self.rows(index)
         return {name: self.file[name][rows] for name in names}
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> RolloutFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -17,7 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.data.rollout_file import DataFileError, RolloutFile
+from promptlam.data.h5file import CheckedH5File
+from promptlam.data.rollout_file import RolloutFile
 from promptlam.io import temporary_path
 
 FORMAT = "promptlam.targets"
@@ -126,44 +127,31 @@ def write_frame_link(path: str | Path, rollouts: RolloutFile, dataset: str, attr
         raise
 
 
-class TargetFile:
+class TargetFile(CheckedH5File):
     """A target file, checked on open, and against its rollout file when one is given."""
 
-    def __init__(self, path: str | Path, rollouts: RolloutFile | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFileError(f"{self.path}: target file not found")
-        try:
-            # External links resolve relative to this file, whatever the working directory.
-            self.file = h5py.File(self.path, "r")
-        except OSError:
-            raise DataFileError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): delete it and rerun") from None
-        try:
-            self._check(rollouts)
-        except DataFileError:
-            self.file.close()
-            raise
+    FORMAT, FORMAT_VERSION, DESCRIPTION = FORMAT, FORMAT_VERSION, "target file"
 
-    def _check(self, rollouts: RolloutFile | None) -> None:
-        attrs = self.file.attrs
-        if attrs.get("format") != FORMAT:
-            raise DataFileError(f"{self.path}: not a promptlam target file (format {attrs.get('format')!r}, expected {FORMAT!r})")
-        if attrs.get("format_version") != FORMAT_VERSION or not attrs.get("complete", False):
-            raise DataFileError(f"{self.path}: incomplete or of another format version: delete it and rerun")
+    def __init__(self, path: str | Path, rollouts: RolloutFile | None = None) -> None:
+        self._rollouts = rollouts
+        super().__init__(path)  # external links resolve relative to this file, whatever the cwd
+
+    def _check(self) -> None:
+        attrs, rollouts = self.file.attrs, self._rollouts
         try:
             self.targets = self.file["targets"]
         except KeyError:
-            raise DataFileError(f"{self.path}: its linked frames are missing (was the rollout file moved?)") from None
+            raise self._fail("its linked frames are missing (was the rollout file moved?)") from None
         if self.targets.shape[0] != int(attrs["n_frames"]):
-            raise DataFileError(f"{self.path}: has {self.targets.shape[0]} rows, its record says {attrs['n_frames']}")
+            raise self._fail(f"has {self.targets.shape[0]} rows, its record says {attrs['n_frames']}")
         if rollouts is not None:
             if attrs["rollouts_dataset_id"] != rollouts.dataset_id:
-                raise DataFileError(
-                    f"{self.path}: computed from dataset {attrs['rollouts_dataset_id']}, but {rollouts.path} is "
+                raise self._fail(
+                    f"computed from dataset {attrs['rollouts_dataset_id']}, but {rollouts.path} is "
                     f"dataset {rollouts.dataset_id} (rollouts_dataset_id differs): recompute the target")
             if self.targets.shape[0] != rollouts.n_frames:
-                raise DataFileError(f"{self.path}: {self.targets.shape[0]} frames, but {rollouts.path} has "
-                                    f"{rollouts.n_frames} (n_frames differs): recompute the target")
+                raise self._fail(f"{self.targets.shape[0]} frames, but {rollouts.path} has "
+                                 f"{rollouts.n_frames} (n_frames differs): recompute the target")
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -172,10 +160,6 @@ class TargetFile:
     @property
     def kind(self) -> str:
         return str(self.file.attrs["kind"])
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        return json.loads(self.file.attrs["provenance"])
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
@@ -187,12 +171,3 @@ class TargetFile:
         moments.count = int(self.file["count"][()])
         moments.sum, moments.sum_sq = self.file["sum"][()], self.file["sum_sq"][()]
         return moments
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> TargetFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -21,33 +21,36 @@ CHAT_TEMPLATE = (
 )
 
 
+def build_llava(folder: Path, *, width: int, layers: int, heads: int, kv_heads: int, image: int, patch: int) -> None:
+    """Save a randomly initialised Llava (CLIP vision tower, Llama language model) of the given size."""
+    tokenizer = make_tokenizer(["<image>"], extra_special_tokens={"image_token": "<image>"},
+                               chat_template=CHAT_TEMPLATE)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                                       num_attention_heads=heads, image_size=image, patch_size=patch),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
+                                num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                                max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default", vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
+        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+    )
+    save_tiny(folder, model, processor)
+
+
 class Llava(Family):
     name = "llava"
 
     def build_tiny(self, folder: Path) -> None:
-        tokenizer = make_tokenizer(["<image>"], extra_special_tokens={"image_token": "<image>"},
-                                   chat_template=CHAT_TEMPLATE)
-        patch, image = 8, 32
-        config = LlavaConfig(
-            vision_config=CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                           num_attention_heads=2, image_size=image, patch_size=patch),
-            # 64 wide, not 32: bitsandbytes' 4-bit blocks hold 64 weights.
-            text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                    num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                    max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
-            image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-            vision_feature_select_strategy="default", vision_feature_layer=-1,
-        )
-        torch.manual_seed(0)
-        model = LlavaForConditionalGeneration(config)
-        processor = LlavaProcessor(
-            image_processor=CLIPImageProcessorPil(size={"shortest_edge": image},
-                                                  crop_size={"height": image, "width": image}),
-            tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-            num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
-        )
-        save_tiny(folder, model, processor)
+        # 64 wide, not 32: bitsandbytes' 4-bit blocks hold 64 weights.
+        build_llava(folder, width=64, layers=2, heads=2, kv_heads=2, image=32, patch=8)
 
 
 FAMILIES = {"llava": Llava}

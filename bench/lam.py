@@ -1,0 +1,127 @@
+"""Latent action model training: pipeline against bare model steps, and memory against data size.
+
+    python bench/lam.py [--config config.yaml --config profiles/smoke/smoke.yaml] [--steps 40]
+
+  - bare:     forward + backward + optimiser step on batches read beforehand, samples/s;
+  - pipeline: the training loop of `promptlam lam train` (batches read from HDF5 on demand,
+              online probe, logging), samples/s, and its ratio to bare;
+  - memory:   peak RSS of a training process on a dataset 1x, 10x and 100x the size of the
+              config's train rollouts (the trajectories repeated into a larger rollout file).
+Results go to docs/benchmarks.md by hand, with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from promptlam.config import load_config
+from promptlam.data.collect import collect
+from promptlam.data.rollout_file import RolloutFile, RolloutWriter, TRAJECTORY_FIELDS, row_fields
+from promptlam.lam.data import TaskFiles
+from promptlam.lam.train import RunKey, build_data, build_model, train_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def enlarge(source: Path, out: Path, factor: int) -> None:
+    """A rollout file holding every trajectory of ``source`` ``factor`` times."""
+    with RolloutFile(source) as rollouts:
+        fields = list(row_fields(rollouts.resolution))
+        writer = RolloutWriter(out, task=rollouts.task, split="train", resolution=rollouts.resolution,
+                               config=rollouts.config, provenance=rollouts.provenance,
+                               storage=load_config([]).rollouts.storage)
+        with writer:
+            for _ in range(factor):
+                for index in range(rollouts.n_trajectories):
+                    rows = rollouts.trajectory(index, tuple(fields))
+                    record = {name: rollouts.trajectories[name][index] for name in TRAJECTORY_FIELDS
+                              if name not in ("start", "length")}
+                    writer.append(rows, record)
+
+
+def peak_rss_mb(config_paths: list[str], data_root: Path, steps: int) -> float:
+    code = f"""
+import json, resource, sys
+from pathlib import Path
+from promptlam.config import load_config
+from promptlam.lam.data import TaskFiles
+from promptlam.lam.train import RunKey, train_run
+config = load_config({config_paths!r}, ['{{"lam": {{"steps": {steps}, "log_every": {steps}, "checkpoint_every": {steps}}}}}'])
+files = [TaskFiles(p) for p in sorted(Path({str(data_root)!r}).glob("*.h5"))]
+train_run(config, RunKey("lapo", "pixels", 16, 0), files, Path({str(data_root)!r}) / "run", [f.rollouts.stem for f in files], progress=False)
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    # Each child reports its own peak (the children's rusage is a maximum over all of them).
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(out.split("PEAK_RSS_KB")[1].split()[0]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", default=None)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--memory-steps", type=int, default=20)
+    parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100])
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    config_paths = args.config or [str(REPO / "config.yaml"), str(REPO / "profiles/smoke/smoke.yaml")]
+    config = load_config(config_paths)
+    lam = config.lam.model_copy(update={"steps": args.steps, "log_every": args.steps, "checkpoint_every": args.steps})
+    config = config.model_copy(update={"lam": lam})
+    run = RunKey("lapo", "pixels", 16, 0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = []
+        for task in config.tasks:
+            path = tmp / "data" / f"{task}.h5"
+            collect(config, task, "train", path, progress=False)
+            files.append(TaskFiles(path))
+        # Bare: the same model and optimiser on batches read beforehand.
+        data = build_data(lam, run, files)
+        model = build_model(lam, run, data, "lam-init")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lam.learning_rate)
+        batches = [data.batch(*data.sample(run.seed, step, lam.batch_size)) for step in range(args.steps)]
+        began = time.perf_counter()
+        for batch in batches:
+            output = model(batch["obs"], batch["future"], batch["next_obs"])
+            optimizer.zero_grad()
+            output.loss.backward()
+            optimizer.step()
+        bare = args.steps * lam.batch_size / (time.perf_counter() - began)
+        data.close()
+        metrics = train_run(config, run, files, tmp / "run", list(config.tasks), progress=False)
+        pipeline = metrics["samples_per_second_this_process"]
+
+        memory = {}
+        frames = {}
+        for factor in args.factors:
+            root = tmp / f"x{factor}"
+            for task_files in files:
+                enlarge(task_files.rollouts, root / task_files.rollouts.name, factor)
+            frames[factor] = sum(RolloutFile(p).n_frames for p in root.glob("*.h5"))
+            memory[factor] = round(peak_rss_mb(config_paths, root, args.memory_steps), 1)
+
+    print(json.dumps({
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {'cuda' if torch.cuda.is_available() else 'cpu'}",
+        "resolution": config.render.resolution, "batch_size": lam.batch_size,
+        "encoder_channels": lam.encoder_channels, "torch_threads": torch.get_num_threads(),
+        "bare_samples_per_s": round(bare, 1), "pipeline_samples_per_s": pipeline,
+        "ratio_pipeline_to_bare": round(pipeline / bare, 3),
+        "peak_rss_mb_by_dataset_factor": memory, "frames_by_dataset_factor": frames,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
