@@ -18,7 +18,7 @@ from promptlam.targets import compute_target
 from conftest import TINY
 
 LAM = {"encoder_channels": [4, 8], "hidden_dim": 32, "max_offset": 3, "steps": 6, "batch_size": 8,
-       "log_every": 2, "checkpoint_every": 2, "heldout_fraction": 0.25}
+       "log_every": 2, "checkpoint_every": 2, "heldout_fraction": 0.25, "probe_horizons": [1, 2]}
 
 
 def lam_config(**lam):
@@ -73,9 +73,11 @@ def test_every_forward_model_trains_and_probes(tmp_path, rollout_path, state_tar
     files = [TaskFiles(rollout_path, state_target if method == "target" else None)]
     metrics = train_run(config, RunKey(method, target, 8, 0), files, tmp_path, ["reach-v3"], progress=False)
     assert metrics["steps"] == 6 and np.isfinite(metrics["final"]["loss"])
-    for kind in ("action", "noise"):
-        probe = metrics["heldout_probe"][kind]
-        assert all(np.isfinite(v) and v >= 0 for v in probe.values())
+    assert metrics["heldout_probe"] == metrics["heldout_probe_by_horizon"]["1"]
+    for horizon in ("1", "2"):
+        for kind in ("action", "noise"):
+            probe = metrics["heldout_probe_by_horizon"][horizon][kind]
+            assert all(np.isfinite(v) and v >= 0 for v in probe.values())
     assert json.loads((tmp_path / "metrics.json").read_text())["run"]["method"] == method
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "run.json").exists()
 

@@ -400,6 +400,10 @@ class LamConfig(Section):
     heldout_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of each task's train trajectories held out from the probe fit (LAM training uses all)."""
 
+    probe_horizons: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    """Held-out probes read the latent of (o_t, o_{t+h}) and predict the mean action over the h
+    steps, for each h here; the first is the headline `heldout_probe`."""
+
     probe_ridge: float = Field(1e-3, ge=0)
     """Ridge penalty of the held-out linear probes (relative to the feature variance)."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from promptlam.data.rollout_file import RolloutFile
 from promptlam.lam.data import TransitionData
 
 
@@ -35,27 +34,26 @@ def probe_mse(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
 
 @torch.no_grad()
 def transition_features(model: torch.nn.Module | None, data: TransitionData, device: torch.device,
-                        batch_size: int = 256) -> dict[str, np.ndarray]:
-    """For every transition t -> t+1 of ``data``: latent action (if a model is given), state at t,
-    executed action and injected noise of step t."""
-    trajectory = np.concatenate([np.full(n - 1, i) for i, n in enumerate(data.lengths)])
-    t = np.concatenate([np.arange(n - 1) for n in data.lengths])
+                        horizon: int = 1, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """For every t with t + horizon inside its trajectory: the latent action between o_t and
+    o_{t+horizon} (if a model is given), the state at t, and the executed action and injected
+    noise averaged over steps t .. t+horizon-1."""
+    trajectory = np.concatenate([np.full(max(n - horizon, 0), i) for i, n in enumerate(data.lengths)])
+    t = np.concatenate([np.arange(max(n - horizon, 0)) for n in data.lengths])
     columns: dict[str, list[np.ndarray]] = {"latent": [], "state": [], "action": [], "noise": []}
     for first in range(0, len(t), batch_size):
         chunk = slice(first, first + batch_size)
-        rows = [int(data.starts[i]) + int(step) for i, step in zip(trajectory[chunk], t[chunk])]
-        for i, row in zip(trajectory[chunk], rows):
-            rollouts: RolloutFile = data._files(int(data.owners[i]))[0]
-            columns["state"].append(rollouts["state"][row])
-            columns["action"].append(rollouts["action"][row])
-            columns["noise"].append(rollouts["action_noise"][row])
+        for i, step in zip(trajectory[chunk], t[chunk]):
+            owner, row = int(data.owners[i]), int(data.starts[i]) + int(step)
+            columns["state"].append(data._dataset(owner, "state")[row])
+            columns["action"].append(data._dataset(owner, "action")[row:row + horizon].mean(axis=0))
+            columns["noise"].append(data._dataset(owner, "action_noise")[row:row + horizon].mean(axis=0))
         if model is not None:
-            batch = data.batch(trajectory[chunk], t[chunk], np.ones(len(rows), dtype=int))
+            batch = data.batch(trajectory[chunk], t[chunk], np.full(len(t[chunk]), horizon))
             latent, _ = model.infer_latent(batch["obs"].to(device), batch["future"].to(device))
             columns["latent"].append(latent.float().cpu().numpy())
-    out = {name: np.stack(values) if name != "latent" else np.concatenate(values)
-           for name, values in columns.items() if values}
-    return out
+    return {name: np.concatenate(values) if name == "latent" else np.stack(values)
+            for name, values in columns.items() if values}
 
 
 def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], untrained_fit: dict[str, np.ndarray],

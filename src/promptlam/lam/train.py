@@ -191,7 +191,9 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     metrics = {"run": run.__dict__, "steps": step, "train_seconds_this_process": round(seconds, 2),
                "samples_per_second_this_process": round(trained * per_process / max(seconds, 1e-9), 1),
                "final": _final_losses(metrics_csv)}
-    metrics["heldout_probe"] = evaluate_probes(lam, run, files, model, device)
+    by_horizon = evaluate_probes(lam, run, files, model, device)
+    metrics["heldout_probe"] = by_horizon[lam.probe_horizons[0]]
+    metrics["heldout_probe_by_horizon"] = {str(h): probes for h, probes in by_horizon.items()}
     from safetensors.torch import save_file
 
     with atomic_output(out / "model.safetensors") as tmp:
@@ -203,8 +205,9 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
 
 
 def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: LatentActionModel,
-                    device: torch.device) -> dict[str, dict[str, float]]:
-    """Held-out linear probes of the trained latents, the untrained architecture and the state."""
+                    device: torch.device) -> dict[int, dict[str, dict[str, float]]]:
+    """Held-out linear probes of the trained latents, the untrained architecture and the state,
+    for each horizon of ``lam.probe_horizons``."""
     from promptlam.data.rollout_file import RolloutFile
 
     fit_sets, held_sets = [], []
@@ -218,13 +221,16 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
     fit_data = build_data(lam, run, files, fit_sets)
     held_data = build_data(lam, run, files, held_sets)
     untrained = build_model(lam, run, fit_data, "lam-untrained").to(device).eval()
-    features = {name: transition_features(m, d, device) for name, (m, d) in {
-        "fit": (model, fit_data), "held": (model, held_data),
-        "untrained_fit": (untrained, fit_data), "untrained_held": (untrained, held_data)}.items()}
+    results = {}
+    for horizon in lam.probe_horizons:
+        features = {name: transition_features(m, d, device, horizon) for name, (m, d) in {
+            "fit": (model, fit_data), "held": (model, held_data),
+            "untrained_fit": (untrained, fit_data), "untrained_held": (untrained, held_data)}.items()}
+        results[horizon] = heldout_probes(features["fit"], features["held"], features["untrained_fit"],
+                                          features["untrained_held"], lam.probe_ridge)
     fit_data.close()
     held_data.close()
-    return heldout_probes(features["fit"], features["held"], features["untrained_fit"],
-                          features["untrained_held"], lam.probe_ridge)
+    return results
 
 
 def _append_metrics(path: Path, step: int, running: dict[str, float], lr: float) -> None:
