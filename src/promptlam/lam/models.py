@@ -2,7 +2,8 @@
 
 IDM: an IMPALA-style encoder over the frame stacks of o_t and o_{t+k} gives a continuous latent
 action z (optionally vector-quantised, as the original LAPO). FDM: from o_t and z it predicts
-  - `lapo` / `lapo-clean`: the next frame, as o_t plus a change (a decoder over the encoder map);
+  - `lapo` / `lapo-clean`: the next frame, as o_t plus a change (a U-Net decoder over the
+    encoder's maps, with the latent added at the coarsest);
   - `laom`: the next frame's embedding by an EMA copy of the observation encoder;
   - `target`: a standardised target vector of the next frame (a VLM representation, the state).
 IDM and FDM always read the same observations; only what the FDM predicts changes.
@@ -45,6 +46,14 @@ class ImpalaEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.stages(x))
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every stage (highest resolution first), for a decoder's skip connections."""
+        maps = []
+        for index in range(0, len(self.stages), 4):
+            x = self.stages[index:index + 4](x)
+            maps.append(F.relu(x))
+        return maps
 
 
 class VectorQuantizer(nn.Module):
@@ -93,7 +102,6 @@ class LatentActionModel(nn.Module):
         map_size = frame_size
         for _ in config.encoder_channels:
             map_size = (map_size + 1) // 2
-        self.map_size = map_size
         flat = self.idm_encoder.out_channels * map_size * map_size
         self.idm_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.GELU(), nn.Linear(hidden, latent_dim))
         self.quantizer = VectorQuantizer(latent_dim, config.vq_groups, config.vq_codes) if config.vq else None
@@ -101,16 +109,19 @@ class LatentActionModel(nn.Module):
         self.obs_encoder = ImpalaEncoder(stack, config.encoder_channels)
         channels = self.obs_encoder.out_channels
         if method in ("lapo", "lapo-clean"):
-            # The latent is broadcast over the encoder map; a decoder upsamples to a frame change.
+            # U-Net decoder (as LAPO's): the latent is broadcast over the coarsest encoder map, and
+            # each upsampling step also sees the encoder map of its resolution (and, last, the frames),
+            # so that small, local changes such as a gripper's pixel of motion can be drawn.
             self.latent_to_map = nn.Linear(latent_dim, channels)
-            layers: list[nn.Module] = []
-            for out_channels in reversed([*config.encoder_channels[:-1], 16]):
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, out_channels, 3, padding=1),
-                           nn.GELU()]
+            skips = [*config.encoder_channels[:-1][::-1], stack]
+            self.up_convs = nn.ModuleList()
+            for skip_channels in skips:
+                out_channels = max(16, skip_channels)
+                self.up_convs.append(nn.Sequential(nn.Conv2d(channels + skip_channels, out_channels, 3, padding=1),
+                                                   nn.GELU(), nn.Conv2d(out_channels, out_channels, 3, padding=1),
+                                                   nn.GELU()))
                 channels = out_channels
-            layers.append(nn.Conv2d(channels, 3, 3, padding=1))
-            self.decoder = nn.Sequential(*layers)
-            self.frame_size = frame_size
+            self.to_change = nn.Conv2d(channels, 3, 1)
         else:
             self.obs_head = nn.Sequential(nn.Flatten(), nn.Linear(channels * map_size * map_size, hidden), nn.GELU())
             out_dim = hidden if method == "laom" else target_dim
@@ -137,15 +148,19 @@ class LatentActionModel(nn.Module):
         """Losses for a batch: ``obs`` = stack at t, ``future`` = stack at t+k, ``next_obs`` = stack
         at t+1 (uint8), ``target`` = standardised target vectors of frame t+1 (method `target`)."""
         z, vq_loss = self.infer_latent(obs, future)
-        features = self.obs_encoder(self.observe(obs))
+        observed = self.observe(obs)
         if self.method in ("lapo", "lapo-clean"):
-            tiled = features + self.latent_to_map(z)[:, :, None, None]
-            change = self.decoder(tiled)[..., : self.frame_size, : self.frame_size]
-            last = self.observe(obs[:, -3:])
+            *skips, coarsest = self.obs_encoder.feature_maps(observed)
+            x = coarsest + self.latent_to_map(z)[:, :, None, None]
+            for up_conv, skip in zip(self.up_convs, [*skips[::-1], observed]):
+                x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+                x = up_conv(torch.cat([x, skip], dim=1))
+            change = self.to_change(x)
+            last = observed[:, -3:]
             prediction = last + change
             fdm_loss = F.mse_loss(prediction, self.observe(next_obs[:, -3:]))
         else:
-            predicted = self.fdm(torch.cat([self.obs_head(features), z], dim=-1))
+            predicted = self.fdm(torch.cat([self.obs_head(self.obs_encoder(observed)), z], dim=-1))
             if self.method == "laom":
                 with torch.no_grad():
                     target = self.target_encoder["head"](self.target_encoder["encoder"](self.observe(next_obs)))
