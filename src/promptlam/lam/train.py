@@ -33,8 +33,6 @@ from promptlam.lam.probe import heldout_probes, transition_features
 from promptlam.provenance import provenance
 from promptlam.seeding import derive_seed
 
-LAM_SECTIONS = ("seed", "render", "rollouts", "lam")
-
 
 @dataclass(frozen=True)
 class RunKey:
