@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import h5py
 
 from promptlam.errors import UserError
+from promptlam.io import temporary_path
 
 
 class DataFileError(UserError):
@@ -70,3 +72,39 @@ class CheckedH5File:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class AtomicH5Writer:
+    """Writes ``<path>.tmp`` and renames it to ``path`` only when the ``with`` block and
+    ``_finalize`` succeed; otherwise the temporary file is removed. A killed process leaves at
+    most the ``.tmp``, which no reader accepts and the next run overwrites."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _create(self) -> None:
+        """Create the datasets in ``self.file``."""
+
+    def _finalize(self) -> None:
+        """Write what completes the file (tables, statistics, attributes with ``complete`` last)."""
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_path(self.path)
+        self.file = h5py.File(self._tmp, "w")  # truncates what a killed run left
+        self._create()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        complete = False
+        try:
+            if exc_type is None:
+                self._finalize()
+                complete = True
+        finally:
+            self.file.close()
+            if complete:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+        return False

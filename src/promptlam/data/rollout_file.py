@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,7 @@ import h5py
 import numpy as np
 
 from promptlam.config import StorageConfig
-from promptlam.data.h5file import CheckedH5File
-from promptlam.io import temporary_path
+from promptlam.data.h5file import AtomicH5Writer, CheckedH5File
 from promptlam.tasks import ACTION_DIM, STATE_DIM
 
 FORMAT = "promptlam.rollouts"
@@ -68,12 +66,12 @@ def dataset_id(config: dict[str, Any], task: str, split: str) -> str:
     return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
-class RolloutWriter:
-    """Appends trajectories to ``<path>.tmp``; renames it to ``path`` only when closed cleanly."""
+class RolloutWriter(AtomicH5Writer):
+    """Appends trajectories; the file appears under ``path`` only when closed cleanly."""
 
     def __init__(self, path: str | Path, *, task: str, split: str, resolution: int,
                  config: dict[str, Any], provenance: dict[str, Any], storage: StorageConfig) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.fields = row_fields(resolution)
         self.attrs = {
             "format": FORMAT,
@@ -89,10 +87,7 @@ class RolloutWriter:
         self.rows = 0
         self.trajectories: dict[str, list] = {name: [] for name in TRAJECTORY_FIELDS}
 
-    def __enter__(self) -> RolloutWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temporary_path(self.path)
-        self.file = h5py.File(self._tmp, "w")  # truncates what a killed run left
+    def _create(self) -> None:
         compression = None if self.storage.compression == "none" else self.storage.compression
         for name, field in self.fields.items():
             is_frame = name.startswith("frames/")
@@ -101,7 +96,6 @@ class RolloutWriter:
                 name, shape=(0, *field.shape), maxshape=(None, *field.shape), dtype=field.dtype,
                 chunks=(chunk_rows, *field.shape), compression=compression if is_frame else None,
             )
-        return self
 
     def append(self, rows: dict[str, np.ndarray], trajectory: dict[str, Any]) -> None:
         """Add one trajectory: ``rows`` holds every per-frame field, ``trajectory`` its record."""
@@ -132,20 +126,6 @@ class RolloutWriter:
         for key, value in self.attrs.items():
             self.file.attrs[key] = value
         self.file.attrs["complete"] = True  # last: readers refuse a file without it
-
-    def __exit__(self, exc_type, exc, traceback) -> bool:
-        complete = False
-        try:
-            if exc_type is None:
-                self._finalize()
-                complete = True
-        finally:
-            self.file.close()
-            if complete:
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink(missing_ok=True)
-        return False
 
 
 class RolloutFile(CheckedH5File):

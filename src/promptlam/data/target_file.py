@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.data.h5file import CheckedH5File
+from promptlam.data.h5file import AtomicH5Writer, CheckedH5File
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.io import temporary_path
 
@@ -57,23 +57,19 @@ class RunningMoments:
         file["count"], file["sum"], file["sum_sq"] = self.count, np.asarray(self.sum), np.asarray(self.sum_sq)
 
 
-class TargetWriter:
-    """Writes rows [start, stop) of a target into ``<path>.tmp``; renamed to ``path`` on close."""
+class TargetWriter(AtomicH5Writer):
+    """Writes a target's rows; the file appears under ``path`` only when every row is written."""
 
     def __init__(self, path: str | Path, n_frames: int, frame_shape: tuple[int, ...], attrs: dict[str, Any]) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.n_frames, self.frame_shape, self.attrs = n_frames, frame_shape, attrs
         self.moments = RunningMoments()
         self.written = 0
 
-    def __enter__(self) -> TargetWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temporary_path(self.path)
-        self.file = h5py.File(self._tmp, "w")
+    def _create(self) -> None:
         chunk = max(1, min(self.n_frames, 256))
         self.file.create_dataset("targets", shape=(self.n_frames, *self.frame_shape), dtype=np.float16,
                                  chunks=(chunk, *self.frame_shape))
-        return self
 
     def write(self, start: int, values: np.ndarray) -> None:
         stored = values.astype(np.float16)
@@ -81,22 +77,11 @@ class TargetWriter:
         self.moments.update(stored)  # the statistics of what a reader will see
         self.written += len(stored)
 
-    def __exit__(self, exc_type, exc, traceback) -> bool:
-        complete = False
-        try:
-            if exc_type is None:
-                if self.written != self.n_frames:
-                    raise RuntimeError(f"{self.path}: wrote {self.written} of {self.n_frames} rows")
-                self.moments.write(self.file)
-                _write_attrs(self.file, self.attrs)
-                complete = True
-        finally:
-            self.file.close()
-            if complete:
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink(missing_ok=True)
-        return False
+    def _finalize(self) -> None:
+        if self.written != self.n_frames:
+            raise RuntimeError(f"{self.path}: wrote {self.written} of {self.n_frames} rows")
+        self.moments.write(self.file)
+        _write_attrs(self.file, self.attrs)
 
 
 def _write_attrs(file: h5py.File, attrs: dict[str, Any]) -> None:
