@@ -83,7 +83,7 @@ def test_every_forward_model_trains_and_probes(tmp_path, rollout_path, state_tar
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path, rollout_path):
-    config = lam_config()
+    config = lam_config(log_every=1, checkpoint_every=2)
     files = [TaskFiles(rollout_path)]
     run = RunKey("lapo", "pixels", 8, 1)
     whole = train_run(config, run, files, tmp_path / "whole", ["reach-v3"], progress=False)

@@ -138,8 +138,8 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
         StepBatches(data, run.seed, step, lam.steps, per_process, accelerator.process_index),
         batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     metrics_csv = out / "metrics.csv"
-    if step == 0 and accelerator.is_main_process:
-        metrics_csv.unlink(missing_ok=True)
+    if accelerator.is_main_process:
+        _truncate_metrics(metrics_csv, step)  # rows logged after the checkpoint will be logged again
     bar = tqdm(total=lam.steps, initial=step, unit="step", desc=run.path, file=sys.stderr,
                disable=not (progress and accelerator.is_main_process),
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -240,6 +240,18 @@ def _append_metrics(path: Path, step: int, running: dict[str, float], lr: float)
             writer.writerow(["step", "loss", "fdm_loss", "online_probe_mse", "learning_rate"])
         writer.writerow([step, f"{running['loss'] / count:.6g}", f"{running['fdm_loss'] / count:.6g}",
                          f"{running['probe_mse'] / count:.6g}", f"{lr:.6g}"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    kept = [rows[0], *(row for row in rows[1:] if int(row[0]) <= step)] if step and rows else []
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+    if not kept:
+        path.unlink()
 
 
 def _final_losses(path: Path) -> dict[str, float]:
