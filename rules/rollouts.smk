@@ -1,6 +1,8 @@
 # Stage 1: Distracting MetaWorld rollouts, labelled subsets and previews.
 # One job per task and split: one rendering env (one GL context) per process.
 
+from promptlam.config import ROLLOUT_SECTIONS
+
 ROLLOUT_SPLITS = ["train"] + (["eval"] if CFG.rollouts.eval_trajectories > 0 else [])
 
 
@@ -14,7 +16,7 @@ rule rollouts:
     output:
         "data/rollouts/{split}/{task}.h5",
     params:
-        config=section_json("seed", "render", "distractors", "rollouts"),
+        config=section_json(*ROLLOUT_SECTIONS),
     log:
         "logs/rollouts/{split}/{task}.log",
     benchmark:

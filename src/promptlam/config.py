@@ -412,6 +412,10 @@ class LamConfig(Section):
 
 
 # --------------------------------------------------------------------------------------- config
+ROLLOUT_SECTIONS = ("seed", "render", "distractors", "rollouts")
+"""The config sections a rollout file depends on (and records)."""
+
+
 class Config(Section):
     """The whole workflow configuration (`config.yaml`)."""
 

@@ -1,9 +1,10 @@
-"""File output that never leaves a half-written artifact behind."""
+"""File output that never leaves a half-written artifact behind, and progress reporting."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,3 +59,11 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically, pretty-printed."""
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool = True, initial: int = 0):
+    """A tqdm bar on stderr: live in a terminal, a line every 30 s in a log file (Snakemake's)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, disable=not enabled,
+                mininterval=0.5 if sys.stderr.isatty() else 30.0)

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from promptlam.config import Config, EmbeddingTarget, VLMTarget
 from promptlam.data.h5file import DataFileError
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import TargetWriter, write_frame_link
 from promptlam.errors import UserError
+from promptlam.io import progress_bar
 from promptlam.provenance import provenance
 from promptlam.tasks import check_task
 
@@ -76,8 +76,7 @@ def encode_rows(encoder: Any, rollouts: Path, start: int, stop: int, text: str, 
                 batch_size: int, workers: int, progress: bool = True) -> EncodingStats:
     """Encode frames [start, stop) with ``encoder``, calling ``write(row, vectors)`` per batch."""
     stats = EncodingStats(batch_size=batch_size)
-    bar = tqdm(total=stop - start, unit="frame", desc="encode", file=sys.stderr, disable=not progress,
-               mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    bar = progress_bar(stop - start, "encode", "frame", progress)
     began = time.perf_counter()
     position = start
     while position < stop:

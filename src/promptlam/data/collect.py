@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from promptlam.config import ActionNoiseConfig, Config, RolloutsConfig
+from promptlam.config import ROLLOUT_SECTIONS, ActionNoiseConfig, Config, RolloutsConfig
 from promptlam.data.rollout_file import RolloutWriter
 from promptlam.envs.distracting import DistractingMetaWorld, expert_policy
 from promptlam.envs.factory import episode_seed, make_env
 from promptlam.errors import UserError
+from promptlam.io import progress_bar
 from promptlam.provenance import provenance
 from promptlam.seeding import rng
 from promptlam.tasks import ACTION_DIM, check_split, check_task
-
-ROLLOUT_SECTIONS = ("seed", "render", "distractors", "rollouts")
-"""The config sections a rollout file depends on (and records)."""
 
 
 class CorrelatedNoise:
@@ -126,8 +122,7 @@ def collect(config: Config, task: str, split: str, out: str | Path, trajectories
     env = make_env(config, task, split)
     policy = expert_policy(task)
     stats = CollectionStats(0, 0, 0, 0.0)
-    bar = tqdm(total=count, unit="traj", desc=f"{task} {split}", file=sys.stderr, disable=not progress,
-               mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    bar = progress_bar(count, f"{task} {split}", "traj", progress)
     try:
         writer = RolloutWriter(
             out, task=task, split=split, resolution=config.render.resolution,

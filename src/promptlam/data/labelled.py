@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.data.h5file import DataFileError
+from promptlam.data.h5file import CheckedH5File, DataFileError
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.io import atomic_output
 from promptlam.provenance import provenance
@@ -54,29 +54,32 @@ def write_labelled_subset(source: str | Path, budget: int, seed: int, out: str |
             f["rows"] = np.concatenate([np.arange(r.start, r.stop) for r in rows]).astype(np.int64)
             for name in COPIED_FIELDS:
                 f[name] = np.concatenate([rollouts[name][r] for r in rows])
+            f.attrs["complete"] = True
     return chosen
 
 
-class LabelledSubset:
-    """A labelled subset file, checked against the rollout file it was drawn from when given."""
+class LabelledSubset(CheckedH5File):
+    """A labelled subset file (read whole: it is small), checked against the rollout file it was
+    drawn from when one is given."""
+
+    FORMAT, FORMAT_VERSION, DESCRIPTION = FORMAT, FORMAT_VERSION, "labelled subset"
+    DATASETS = ("trajectories", "episode_seed", "length", "rows", *COPIED_FIELDS)
 
     def __init__(self, path: str | Path, rollouts: RolloutFile | None = None) -> None:
-        self.path = Path(path)
-        try:
-            with h5py.File(self.path, "r") as f:
-                if f.attrs.get("format") != FORMAT:
-                    raise DataFileError(f"{self.path}: not a promptlam labelled subset (format {f.attrs.get('format')!r})")
-                self.attrs: dict[str, Any] = dict(f.attrs)
-                self.data = {name: f[name][()] for name in ("trajectories", "episode_seed", "length", "rows", *COPIED_FIELDS)}
-        except OSError:
-            raise DataFileError(f"{self.path}: not a readable HDF5 file (missing, truncated or corrupt?)") from None
-        except KeyError as exc:
-            raise DataFileError(f"{self.path}: missing dataset {exc}") from None
+        self._rollouts = rollouts
+        super().__init__(path)
+        self.close()
+
+    def _check(self) -> None:
+        missing = [name for name in self.DATASETS if name not in self.file]
+        if missing:
+            raise self._fail(f"missing datasets {missing}")
+        self.attrs: dict[str, Any] = dict(self.file.attrs)
+        self.data = {name: self.file[name][()] for name in self.DATASETS}
+        rollouts = self._rollouts
         if rollouts is not None and rollouts.dataset_id != self.attrs["source_dataset_id"]:
-            raise DataFileError(
-                f"{self.path}: drawn from dataset {self.attrs['source_dataset_id']}, but {rollouts.path} "
-                f"is dataset {rollouts.dataset_id}: rebuild the labelled subsets"
-            )
+            raise self._fail(f"drawn from dataset {self.attrs['source_dataset_id']}, but {rollouts.path} "
+                             f"is dataset {rollouts.dataset_id}: rebuild the labelled subsets")
 
     @property
     def trajectories(self) -> np.ndarray:

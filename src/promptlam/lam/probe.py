@@ -33,40 +33,43 @@ def probe_mse(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
 
 
 @torch.no_grad()
-def transition_features(model: torch.nn.Module | None, data: TransitionData, device: torch.device,
+def transition_features(models: dict[str, torch.nn.Module], data: TransitionData, device: torch.device,
                         horizon: int = 1, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """For every t with t + horizon inside its trajectory: the latent action between o_t and
-    o_{t+horizon} (if a model is given), the state at t, and the executed action and injected
-    noise averaged over steps t .. t+horizon-1."""
+    """For every t with t + horizon inside its trajectory: each model's latent action between o_t
+    and o_{t+horizon} (under the model's name), the state at t, and the executed action and
+    injected noise averaged over steps t .. t+horizon-1. Frames are read once for all models."""
+    columns: dict[str, list[np.ndarray]] = {"state": [], "action": [], "noise": []}
+    for index, (start, length) in enumerate(zip(data.starts, data.lengths)):
+        count = int(length) - horizon
+        if count <= 0:
+            continue
+        owner, start = int(data.owners[index]), int(start)
+        columns["state"].append(data._dataset(owner, "state")[start:start + count])
+        for name, dataset in (("action", "action"), ("noise", "action_noise")):
+            steps = data._dataset(owner, dataset)[start:start + count + horizon - 1]
+            columns[name].append(np.lib.stride_tricks.sliding_window_view(steps, horizon, axis=0).mean(axis=-1))
     trajectory = np.concatenate([np.full(max(n - horizon, 0), i) for i, n in enumerate(data.lengths)])
     t = np.concatenate([np.arange(max(n - horizon, 0)) for n in data.lengths])
-    columns: dict[str, list[np.ndarray]] = {"latent": [], "state": [], "action": [], "noise": []}
+    latents: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for first in range(0, len(t), batch_size):
         chunk = slice(first, first + batch_size)
-        for i, step in zip(trajectory[chunk], t[chunk]):
-            owner, row = int(data.owners[i]), int(data.starts[i]) + int(step)
-            columns["state"].append(data._dataset(owner, "state")[row])
-            columns["action"].append(data._dataset(owner, "action")[row:row + horizon].mean(axis=0))
-            columns["noise"].append(data._dataset(owner, "action_noise")[row:row + horizon].mean(axis=0))
-        if model is not None:
-            batch = data.batch(trajectory[chunk], t[chunk], np.full(len(t[chunk]), horizon))
-            latent, _ = model.infer_latent(batch["obs"].to(device), batch["future"].to(device))
-            columns["latent"].append(latent.float().cpu().numpy())
-    return {name: np.concatenate(values) if name == "latent" else np.stack(values)
-            for name, values in columns.items() if values}
+        batch = data.batch(trajectory[chunk], t[chunk], np.full(len(t[chunk]), horizon))
+        obs, future = batch["obs"].to(device), batch["future"].to(device)
+        for name, model in models.items():
+            latents[name].append(model.infer_latent(obs, future)[0].float().cpu().numpy())
+    features = {name: np.concatenate(values) for name, values in columns.items()}
+    return features | {name: np.concatenate(values) for name, values in latents.items()}
 
 
-def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], untrained_fit: dict[str, np.ndarray],
-                   untrained_held: dict[str, np.ndarray], ridge: float) -> dict[str, dict[str, float]]:
-    """Held-out MSE of every probe, with the variance of what it predicts (the no-information MSE)."""
+def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], ridge: float,
+                   latents: tuple[str, ...] = ("latent", "untrained_latent")) -> dict[str, dict[str, float]]:
+    """Held-out MSE of every probe (each latent in ``latents``, and the state), with the variance
+    of what it predicts (the no-information MSE)."""
     results = {}
     for name in ("action", "noise"):
         varies = fit[name].std(axis=0) > 1e-9  # e.g. no gripper noise: nothing to predict there
         y_fit, y_held = fit[name][:, varies], held[name][:, varies]
-        results[name] = {
-            "latent": probe_mse(fit["latent"], y_fit, held["latent"], y_held, ridge),
-            "untrained_latent": probe_mse(untrained_fit["latent"], y_fit, untrained_held["latent"], y_held, ridge),
-            "state": probe_mse(fit["state"], y_fit, held["state"], y_held, ridge),
-            "variance": float(np.mean(y_held.var(axis=0))),
-        }
+        results[name] = {feature: probe_mse(fit[feature], y_fit, held[feature], y_held, ridge)
+                         for feature in (*latents, "state")}
+        results[name]["variance"] = float(np.mean(y_held.var(axis=0)))
     return results

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from promptlam.config import Config, LamConfig
 from promptlam.errors import UserError
-from promptlam.io import atomic_output, write_json
+from promptlam.io import atomic_output, progress_bar, write_json
 from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, split_trajectories
 from promptlam.lam.models import LatentActionModel
@@ -140,9 +138,7 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     metrics_csv = out / "metrics.csv"
     if accelerator.is_main_process:
         _truncate_metrics(metrics_csv, step)  # rows logged after the checkpoint will be logged again
-    bar = tqdm(total=lam.steps, initial=step, unit="step", desc=run.path, file=sys.stderr,
-               disable=not (progress and accelerator.is_main_process),
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    bar = progress_bar(lam.steps, run.path, "step", progress and accelerator.is_main_process, initial=step)
     began, trained = time.perf_counter(), 0
     for batch in batches:
         if stop_after is not None and trained >= stop_after:
@@ -219,13 +215,12 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
     fit_data = build_data(lam, run, files, fit_sets)
     held_data = build_data(lam, run, files, held_sets)
     untrained = build_model(lam, run, fit_data, "lam-untrained").to(device).eval()
+    models = {"latent": model, "untrained_latent": untrained}
     results = {}
     for horizon in lam.probe_horizons:
-        features = {name: transition_features(m, d, device, horizon) for name, (m, d) in {
-            "fit": (model, fit_data), "held": (model, held_data),
-            "untrained_fit": (untrained, fit_data), "untrained_held": (untrained, held_data)}.items()}
-        results[horizon] = heldout_probes(features["fit"], features["held"], features["untrained_fit"],
-                                          features["untrained_held"], lam.probe_ridge)
+        fit = transition_features(models, fit_data, device, horizon)
+        held = transition_features(models, held_data, device, horizon)
+        results[horizon] = heldout_probes(fit, held, lam.probe_ridge, tuple(models))
     fit_data.close()
     held_data.close()
     return results
