@@ -20,12 +20,15 @@ validate(config, "schemas/config.schema.json", set_default=False)
 from promptlam.config import validate_config
 
 CFG = validate_config(config, "config")
+CFG.check_figures("config")
 
 
 include: "rules/common.smk"
 include: "rules/rollouts.smk"
 include: "rules/targets.smk"
 include: "rules/lam.smk"
+include: "rules/policy.smk"
+include: "rules/figures.smk"
 
 
 rule all:
@@ -34,3 +37,4 @@ rule all:
         rules.rollouts_all.input,
         rules.targets_all.input,
         rules.lam_all.input,
+        rules.fig1.output,

@@ -20,12 +20,14 @@ def lam_inputs(wildcards):
     return inputs
 
 
-def lam_section(wildcards):
-    """What a run depends on: seed, the lam section and its target's entry (not other targets)."""
-    section = CFG.section("seed", "tasks", "lam")
+def run_section(wildcards, *stages):
+    """What a LAM run (and the stages after it, named by their sections) depends on: seed, tasks,
+    the lam section and the run's target entry (not other targets)."""
+    section = CFG.section("seed", "tasks", "lam", *stages)
     section["lam"]["runs"] = []  # the list of runs to train does not change any one run
-    if wildcards.target in CFG.targets:
-        section["targets"] = {wildcards.target: CFG.targets[wildcards.target].model_dump(mode="json")}
+    target = getattr(wildcards, "target", None)
+    if target in CFG.targets:
+        section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
@@ -36,7 +38,7 @@ rule lam:
         metrics="runs/lam/{method}/{target}/ld{dim}/s{seed}/metrics.json",
         model="runs/lam/{method}/{target}/ld{dim}/s{seed}/model.safetensors",
     params:
-        config=lam_section,
+        config=run_section,
         folder=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
         "logs/lam/{method}/{target}/ld{dim}/s{seed}.log",

@@ -76,6 +76,34 @@ def test_lam_rules_train_and_probe_every_run(smoke_run):
         assert (smoke_run / f"benchmarks/lam/{run.method}/{run.target}/ld{run.latent_dim}/s{run.seed}.tsv").exists()
 
 
+def test_fig1_is_built_from_every_stage(smoke_run):
+    import json
+
+    import pandas as pd
+
+    from promptlam.figures import fig1_evaluations
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    assert (smoke_run / "figures/fig1.pdf").read_bytes().startswith(b"%PDF")
+    table = pd.read_csv(smoke_run / "figures/fig1.csv")
+    labels = [entry.label for entry in config.figures.fig1.entries]
+    assert list(table[table.scale == "raw"].label) == labels
+    assert (table.n_runs == len(config.figures.fig1.seeds)).all()
+    raw = table[table.scale == "raw"]
+    assert ((raw.iqm_low <= raw.iqm + 1e-9) & (raw.iqm <= raw.iqm_high + 1e-9)).all()
+    for label, paths in fig1_evaluations(config).items():
+        for path in paths:
+            result = json.loads((smoke_run / path).read_text())
+            for task in config.tasks:
+                episodes = result["tasks"][task]["episodes"]
+                assert len(episodes) == config.evaluation.episodes
+                assert result["tasks"][task]["success_rate"] == sum(e["success"] for e in episodes) / len(episodes)
+            videos = sorted((smoke_run / path).parent.glob("videos/*.gif"))
+            assert len(videos) == len(config.tasks) * config.evaluation.videos
+    evaluations = sum(len(paths) for paths in fig1_evaluations(config).values())
+    assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == evaluations
+
+
 def test_rerun_has_nothing_to_do(smoke_run):
     run = snakemake(smoke_run, "--dry-run")
     assert run.returncode == 0

@@ -159,6 +159,78 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
         print(f"{out}: {heldout_summary(metrics)}")
 
 
+# -------------------------------------------------------------------------------------- policy
+def _policy_key(args: argparse.Namespace, config):
+    from promptlam.lam.train import RunKey
+    from promptlam.policy.train import PolicyKey
+
+    if args.method == "bc-actions":
+        return PolicyKey(args.seed)
+    if args.latent_dim is None or args.target is None:
+        raise UserError("--target and --latent-dim name the LAM run whose latents the policy imitates")
+    try:
+        config.check_run("--method/--target", args.method, args.target)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if getattr(args, "budget", 0) is None:
+        raise UserError("--budget: a latent policy is decoded with a labelled budget (trajectories per task)")
+    return PolicyKey(args.seed, RunKey(args.method, args.target, args.latent_dim, args.seed))
+
+
+def _rollout_paths(config, root: str) -> list[Path]:
+    return [Path(root) / f"data/rollouts/train/{task}.h5" for task in config.tasks]
+
+
+def cmd_policy_bc(args: argparse.Namespace) -> None:
+    from promptlam.policy.train import train_policy
+
+    config = _config(args)
+    key = _policy_key(args, config)
+    out = Path(args.out or key.path)
+    lam_dir = Path(args.root) / key.lam.path if key.lam else None
+    metrics = train_policy(config, key, _rollout_paths(config, args.root), out, list(config.tasks), lam_dir)
+    print(f"{out}: behaviour cloning loss {metrics['final_loss']:.4f}")
+
+
+def cmd_policy_decoder(args: argparse.Namespace) -> None:
+    from promptlam.policy.train import train_decoder
+
+    config = _config(args)
+    key = _policy_key(args, config)
+    if key.lam is None:
+        raise UserError("--method bc-actions: the true-action policy needs no decoder")
+    labelled = [Path(args.root) / f"data/labelled/{args.budget}/{task}.h5" for task in config.tasks]
+    out = Path(args.out or key.decoder_path(args.budget))
+    metrics = train_decoder(config, key, args.budget, labelled, _rollout_paths(config, args.root),
+                            Path(args.root) / key.path, out, list(config.tasks))
+    print(f"{out}: decoder MSE {metrics['train_mse']:.4f} on {metrics['transitions']} labelled transitions "
+          f"(action variance {metrics['action_variance']:.4f})")
+
+
+def cmd_policy_evaluate(args: argparse.Namespace) -> None:
+    from promptlam.policy.evaluate import evaluate
+
+    config = _config(args)
+    key = _policy_key(args, config)
+    root = Path(args.root)
+    decoder_dir = root / key.decoder_path(args.budget) if key.lam else None
+    out = Path(args.out or (decoder_dir or root / key.path) / "eval.json")
+    result = evaluate(config, key, list(config.tasks), _rollout_paths(config, args.root), root / key.path, out,
+                      args.budget if key.lam else None, decoder_dir, args.workers)
+    rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
+    print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")
+
+
+# ------------------------------------------------------------------------------------- figures
+def cmd_figures_fig1(args: argparse.Namespace) -> None:
+    from promptlam.figures import make_fig1
+
+    config = _config(args)
+    config.check_figures("--config")
+    summary = make_fig1(config, Path(args.root), Path(args.pdf), Path(args.csv))
+    print(summary.to_string(index=False))
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlam", description=__doc__.splitlines()[0])
@@ -216,6 +288,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--root", default=".", help="folder holding data/ (the workflow's working directory)")
     sub.add_argument("--out", help="run folder (default runs/lam/{method}/{target}/ld{dim}/s{seed})")
     sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
+
+    policy = stages.add_parser("policy", help="behaviour cloning, action decoders, online evaluation").add_subparsers(dest="command", required=True)
+
+    def policy_args(sub: argparse.ArgumentParser, budget: bool) -> None:
+        sub.add_argument("--method", required=True, choices=("lapo", "lapo-clean", "laom", "target", "bc-actions"),
+                         help="the LAM method whose latents the policy imitates, or bc-actions (true actions)")
+        sub.add_argument("--target", help="the LAM run's target")
+        sub.add_argument("--latent-dim", type=int, help="the LAM run's latent dim")
+        sub.add_argument("--seed", required=True, type=int)
+        if budget:
+            sub.add_argument("--budget", type=int, help="labelled trajectories per task of the decoder")
+        sub.add_argument("--root", default=".", help="folder holding data/ and runs/ (the workflow's working directory)")
+
+    sub = command(policy, "bc", cmd_policy_bc, "behaviour-clone a LAM's latent actions (or the true actions)", config=True)
+    policy_args(sub, budget=False)
+    sub.add_argument("--out", help="folder to write (default runs/lam/.../bc or runs/bc-actions/s{seed})")
+    sub = command(policy, "decoder", cmd_policy_decoder, "fit the latent -> action decoder on a labelled budget", config=True)
+    policy_args(sub, budget=True)
+    sub.add_argument("--out", help="folder to write (default runs/lam/.../decoder/n{budget})")
+    sub = command(policy, "evaluate", cmd_policy_evaluate, "roll the (decoded) policy out in the online env", config=True)
+    policy_args(sub, budget=True)
+    sub.add_argument("--out", help="eval.json to write (default: in the decoder's or policy's folder)")
+    sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
+
+    figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
+    sub = command(figures, "fig1", cmd_figures_fig1, "Figure 1: success rate IQM with 95% CIs", config=True)
+    sub.add_argument("--root", default=".", help="folder holding runs/")
+    sub.add_argument("--pdf", default="figures/fig1.pdf")
+    sub.add_argument("--csv", default="figures/fig1.csv")
     return parser
 
 

@@ -411,6 +411,126 @@ class LamConfig(Section):
     """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/ld{dim}/s{seed}/."""
 
 
+
+# --------------------------------------------------------------------------------- downstream
+class BcConfig(Section):
+    """Behaviour cloning: a policy from the frame stack o_t (and the task) to the frozen IDM's
+    latent action of (o_t, o_{t+1}); the same network, predicting true actions, is the BC reference."""
+
+    encoder_channels: list[int] = Field(default_factory=lambda: [16, 32, 32], min_length=1)
+    """Channels of the policy's IMPALA-style encoder stages. **[ours]** the LAM's default."""
+
+    hidden_dim: int = Field(256, ge=8)
+    """Width of the policy's MLP head. **[ours]**"""
+
+    steps: int = Field(10000, ge=1)
+    """Optimiser steps. **[ours]**"""
+
+    batch_size: int = Field(256, ge=1)
+    """Transitions per step. **[ours]**"""
+
+    learning_rate: float = Field(3e-4, gt=0)
+    """Adam learning rate (linear warm-up, then linear decay). **[ours]**"""
+
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    """Share of steps of linear warm-up."""
+
+    weight_decay: float = Field(0.0, ge=0)
+    """Adam(W) weight decay."""
+
+    augment: bool = False
+    """LAOM's augmentations of the policy's input frames (the IDM's latents are computed on
+    unaugmented frames)."""
+
+    log_every: int = Field(100, ge=1)
+    """Steps between metric rows in metrics.csv."""
+
+
+class DecoderConfig(Section):
+    """The few-label action decoder: an MLP from the policy's latent to the true action, trained
+    on the labelled subset of each task."""
+
+    hidden_dim: int = Field(256, ge=8)
+    """Width of its two hidden layers. **[paper]** LAOM's 256-256."""
+
+    updates: int = Field(2500, ge=1)
+    """Optimiser steps. **[paper]** LAOM's 2500."""
+
+    learning_rate: float = Field(3e-4, gt=0)
+    """Adam learning rate. **[paper]** LAOM's 3e-4."""
+
+    batch_size: int = Field(256, ge=1)
+    """Labelled transitions per step. **[ours]**"""
+
+
+class EvaluationConfig(Section):
+    """Rolling decoded policies out in the online env (eval-split background videos)."""
+
+    episodes: int = Field(25, ge=1)
+    """Episodes per task. **[paper]** LAOM's 25."""
+
+    max_steps: int | None = Field(None, ge=1)
+    """Steps per episode; null: the data's `rollouts.episode.max_steps`."""
+
+    workers: int = Field(0, ge=0)
+    """Parallel processes, one rendering env each; 0: one per CPU core the job was given."""
+
+    videos: int = Field(1, ge=0)
+    """Episodes per task saved as GIF under the run's videos/ folder, for a person to watch."""
+
+
+FIGURE_METHODS = ("lapo", "lapo-clean", "laom", "target", "bc-actions")
+
+
+class FigureEntry(Section):
+    """One bar of a figure: the LAM runs (method, target) it aggregates, or the true-action BC."""
+
+    label: str
+    """Name shown in the figure and the CSV."""
+
+    method: Literal[FIGURE_METHODS]  # type: ignore[valid-type]
+    """A LAM method (its latent policy is decoded with the labelled budget), or `bc-actions`:
+    behaviour cloning of the true actions of all trajectories (the ceiling)."""
+
+    target: str = "actions"
+    """The LAM run's target (`actions` for `bc-actions`)."""
+
+
+class Fig1Config(Section):
+    """Figure 1: success rate on the configured tasks, IQM with stratified-bootstrap 95% CIs."""
+
+    entries: list[FigureEntry] = Field(default_factory=lambda: [
+        FigureEntry(label="LAPO", method="lapo", target="pixels"),
+        FigureEntry(label="LAPO+VLM (Molmo)", method="target", target="molmo-7b-d-focus"),
+        FigureEntry(label="LAPO, no distractors", method="lapo-clean", target="clean"),
+        FigureEntry(label="BC, true actions", method="bc-actions"),
+    ], min_length=1)
+    """The bars. **[paper]** LAPO and LAPO+VLM (Molmo); **[ours]** the references beside them."""
+
+    latent_dim: int = Field(128, ge=1)
+    """Latent dimension of the LAM runs. **[paper]** 128."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    """Seeds of every entry (LAM, policy and decoder share the seed). **[paper]** three."""
+
+    labelled_budget: int = Field(16, ge=1)
+    """Labelled trajectories per task for the decoders; must be one of
+    `rollouts.labelled_budgets`. **[ours]**"""
+
+    normalise_by: str | None = "BC, true actions"
+    """Label of the entry whose per-task success normalises the others (null: raw only)."""
+
+    bootstrap_reps: int = Field(10000, ge=100)
+    """Bootstrap resamples of the confidence intervals. **[ours]** (rliable's default is 50000)."""
+
+
+class FiguresConfig(Section):
+    """Figures and the tables behind them."""
+
+    fig1: Fig1Config = Fig1Config()
+    """Figure 1 (`figures/fig1.pdf` and `figures/fig1.csv`)."""
+
+
 # --------------------------------------------------------------------------------------- config
 ROLLOUT_SECTIONS = ("seed", "render", "distractors", "rollouts")
 """The config sections a rollout file depends on (and records)."""
@@ -446,6 +566,18 @@ class Config(Section):
     lam: LamConfig = LamConfig()
     """Latent action models."""
 
+    bc: BcConfig = BcConfig()
+    """Behaviour cloning of latent (and true) actions."""
+
+    decoder: DecoderConfig = DecoderConfig()
+    """The few-label action decoder."""
+
+    evaluation: EvaluationConfig = EvaluationConfig()
+    """Online evaluation of policies."""
+
+    figures: FiguresConfig = FiguresConfig()
+    """Figures and tables."""
+
     @field_validator("targets")
     @classmethod
     def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:
@@ -465,25 +597,48 @@ class Config(Section):
             raise ValueError("tasks are listed more than once")
         return tasks
 
+    def check_run(self, where: str, method: str, target: str) -> None:
+        """Raise a ValueError naming ``where`` unless ``method`` can be trained on ``target``."""
+        if method == "laom":
+            if target != "ema":
+                raise ValueError(f"{where}.target: laom predicts its own EMA embedding: use 'ema', not {target!r}")
+            return
+        kind = self.targets[target].kind if target in self.targets else None
+        if kind is None:
+            raise ValueError(f"{where}.target: no target {target!r} (defined: {', '.join(self.targets)})")
+        frame = kind in ("pixels", "clean")
+        if method == "lapo" and not frame:
+            raise ValueError(f"{where}: lapo predicts frames; {target!r} is a {kind} target (use method 'target')")
+        if method == "lapo-clean" and kind != "clean":
+            raise ValueError(f"{where}: lapo-clean trains on the clean twins; its target must be a clean target")
+        if method == "target" and frame:
+            raise ValueError(f"{where}: method 'target' predicts vectors; {target!r} is a frame target (use 'lapo')")
+
     @model_validator(mode="after")
     def _runs_name_known_targets(self) -> Config:
         for index, run in enumerate(self.lam.runs):
-            where = f"lam.runs.{index}"
-            if run.method == "laom":
-                if run.target != "ema":
-                    raise ValueError(f"{where}.target: laom predicts its own EMA embedding: use 'ema', not {run.target!r}")
-                continue
-            target = self.targets.get(run.target)
-            if target is None:
-                raise ValueError(f"{where}.target: no target {run.target!r} (defined: {', '.join(self.targets)})")
-            frame = target.kind in ("pixels", "clean")
-            if run.method == "lapo" and not frame:
-                raise ValueError(f"{where}: lapo predicts frames; {run.target!r} is a {target.kind} target (use method 'target')")
-            if run.method == "lapo-clean" and target.kind != "clean":
-                raise ValueError(f"{where}: lapo-clean trains on the clean twins; its target must be a clean target")
-            if run.method == "target" and frame:
-                raise ValueError(f"{where}: method 'target' predicts vectors; {run.target!r} is a frame target (use 'lapo')")
+            self.check_run(f"lam.runs.{index}", run.method, run.target)
         return self
+
+    def check_figures(self, source: str = "config") -> None:
+        """Check that the figures name runs this config can make (called by the workflow and the
+        figure commands; not at validation, so that a stage given only its sections validates)."""
+        fig1 = self.figures.fig1
+        for index, entry in enumerate(fig1.entries):
+            where = f"figures.fig1.entries.{index}"
+            if entry.method != "bc-actions":
+                try:
+                    self.check_run(where, entry.method, entry.target)
+                except ValueError as exc:
+                    raise ConfigError(f"{source}: {exc}") from None
+        labels = [entry.label for entry in fig1.entries]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{source}: figures.fig1.entries: labels must differ")
+        if fig1.normalise_by is not None and fig1.normalise_by not in labels:
+            raise ConfigError(f"{source}: figures.fig1.normalise_by: no entry labelled {fig1.normalise_by!r}")
+        if fig1.labelled_budget not in self.rollouts.labelled_budgets:
+            raise ConfigError(f"{source}: figures.fig1.labelled_budget: {fig1.labelled_budget} is not one of "
+                              f"rollouts.labelled_budgets {self.rollouts.labelled_budgets}")
 
     def section(self, *names: str) -> dict[str, Any]:
         """The named top-level sections as plain data, e.g. to pass a stage only what it reads."""

@@ -95,9 +95,11 @@ class TransitionData:
             self._datasets[key] = self._files(index)[0][name]
         return self._datasets[key]
 
-    def sample(self, seed: int, step: int, batch_size: int, process: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(trajectory, t, k) of the transitions of ``step``: a function of its arguments only."""
-        generator = rng(seed, "lam-batch", step, process)
+    def sample(self, seed: int, step: int, batch_size: int, process: int = 0,
+               stream: str = "lam-batch") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(trajectory, t, k) of the transitions of ``step``: a function of its arguments only
+        (``stream`` keeps the batches of different stages apart)."""
+        generator = rng(seed, stream, step, process)
         flat = generator.integers(len(self), size=batch_size)
         trajectory = np.searchsorted(self.transitions, flat, side="right") - 1
         t = flat - self.transitions[trajectory]
@@ -134,6 +136,7 @@ class TransitionData:
             "obs": torch.from_numpy(np.stack(obs)), "future": torch.from_numpy(np.stack(future)),
             "next_obs": torch.from_numpy(np.stack(next_obs)),
             "action": torch.from_numpy(np.stack(actions)).float(),
+            "task": torch.from_numpy(self.owners[trajectory].astype(np.int64)),
         }
         if targets:
             batch["target"] = (torch.from_numpy(np.stack(targets).astype(np.float32)) - self.target_mean) / self.target_std
@@ -152,13 +155,13 @@ class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` = the batch of training step ``s`` (so a loader worker can read ahead)."""
 
     def __init__(self, data: TransitionData, seed: int, first_step: int, steps: int, batch_size: int,
-                 process: int = 0) -> None:
+                 process: int = 0, stream: str = "lam-batch") -> None:
         self.data, self.seed, self.first_step, self.steps = data, seed, first_step, steps
-        self.batch_size, self.process = batch_size, process
+        self.batch_size, self.process, self.stream = batch_size, process, stream
 
     def __len__(self) -> int:
         return self.steps - self.first_step
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         step = self.first_step + index
-        return self.data.batch(*self.data.sample(self.seed, step, self.batch_size, self.process))
+        return self.data.batch(*self.data.sample(self.seed, step, self.batch_size, self.process, self.stream))

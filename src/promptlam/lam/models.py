@@ -47,6 +47,12 @@ class ImpalaEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.stages(x))
 
+    def flat_size(self, frame_size: int) -> int:
+        """Length of the flattened output for square frames of ``frame_size`` pixels."""
+        for _ in range(len(self.stages) // 4):
+            frame_size = (frame_size + 1) // 2
+        return self.out_channels * frame_size * frame_size
+
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage (highest resolution first), for a decoder's skip connections."""
         maps = []
@@ -99,10 +105,7 @@ class LatentActionModel(nn.Module):
         stack = 3 * config.frame_stack
         hidden = config.hidden_dim
         self.idm_encoder = ImpalaEncoder(2 * stack, config.encoder_channels)
-        map_size = frame_size
-        for _ in config.encoder_channels:
-            map_size = (map_size + 1) // 2
-        flat = self.idm_encoder.out_channels * map_size * map_size
+        flat = self.idm_encoder.flat_size(frame_size)
         self.idm_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.GELU(), nn.Linear(hidden, latent_dim))
         self.quantizer = VectorQuantizer(latent_dim, config.vq_groups, config.vq_codes) if config.vq else None
 
@@ -123,7 +126,7 @@ class LatentActionModel(nn.Module):
                 channels = out_channels
             self.to_change = nn.Conv2d(channels, 3, 1)
         else:
-            self.obs_head = nn.Sequential(nn.Flatten(), nn.Linear(channels * map_size * map_size, hidden), nn.GELU())
+            self.obs_head = nn.Sequential(nn.Flatten(), nn.Linear(self.obs_encoder.flat_size(frame_size), hidden), nn.GELU())
             out_dim = hidden if method == "laom" else target_dim
             if out_dim is None:
                 raise ValueError("method 'target' needs the target's dimension")

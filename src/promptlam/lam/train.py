@@ -62,7 +62,14 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
     return None if a == b else path or "(value)"
 
 
-def _lr_factor(step: int, total: int, warmup_fraction: float) -> float:
+def check_record(source: Path, stored: dict[str, Any], expected: dict[str, Any], remedy: str) -> None:
+    """Refuse an artifact made under another config, naming the first key that differs."""
+    difference = _first_difference(stored, json.loads(json.dumps(expected)))
+    if difference:
+        raise UserError(f"{source}: made under a different config ({difference} differs); {remedy}")
+
+
+def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     warmup = int(total * warmup_fraction)
     if step < warmup:
         return (step + 1) / warmup
@@ -90,10 +97,7 @@ def _load_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | Non
         stored = json.loads(checkpoint["record"])
     except Exception as exc:  # torch raises many types for a damaged file
         raise UserError(f"{path}: corrupt checkpoint ({type(exc).__name__}); delete it to train from the start") from None
-    difference = _first_difference(stored, json.loads(json.dumps(record)))
-    if difference:
-        raise UserError(f"{path}: made under a different config ({difference} differs); "
-                        "delete the run folder to train it anew")
+    check_record(path, stored, record, "delete the run folder to train it anew")
     return checkpoint
 
 
@@ -118,7 +122,7 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay)
     probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, lam.steps, lam.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, lam.steps, lam.warmup_fraction))
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = _load_checkpoint(checkpoint_path, record)
     step, running = 0, {"loss": 0.0, "fdm_loss": 0.0, "probe_mse": 0.0, "count": 0}
@@ -224,6 +228,34 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
     fit_data.close()
     held_data.close()
     return results
+
+
+def load_checked_weights(folder: str | Path, name: str, expected: dict[str, Any], remedy: str) -> dict[str, torch.Tensor]:
+    """The weights ``folder/name``, refused with one line if unreadable or if the folder's run.json
+    was made under another config than ``expected`` (the differing key named)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        stored = json.loads((folder / "run.json").read_text())
+        state = load_file(str(folder / name))
+    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
+        raise UserError(f"{folder}: no readable {name} ({type(exc).__name__}: {exc})") from None
+    stored.pop("provenance", None)
+    check_record(folder / "run.json", stored, expected, remedy)
+    return state
+
+
+def load_trained(run_dir: str | Path, config: Config, run: RunKey, tasks: list[str],
+                 frame_size: int) -> LatentActionModel:
+    """The trained LAM of ``run_dir``, refused (naming the key) if ``config`` would not make it."""
+    state = load_checked_weights(run_dir, "model.safetensors", run_record(config, run, tasks),
+                                 "retrain it or fix the config")
+    target_dim = state["fdm.4.weight"].shape[0] if run.method == "target" else None
+    model = LatentActionModel(config.lam, run.method, run.latent_dim, frame_size, target_dim)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _append_metrics(path: Path, step: int, running: dict[str, float], lr: float) -> None:

@@ -1,0 +1,21 @@
+# Figures and the tables behind them: one rule each, from the evaluation files.
+
+from promptlam.figures import fig1_evaluations
+
+
+rule fig1:
+    input:
+        [path for paths in fig1_evaluations(CFG).values() for path in paths],
+    output:
+        pdf="figures/fig1.pdf",
+        csv="figures/fig1.csv",
+    params:
+        config=lambda wildcards: section_json("seed", "tasks", "rollouts", "targets", "lam", "figures"),
+    log:
+        "logs/figures/fig1.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PROMPTLAM} figures fig1 --pdf {output.pdf} --csv {output.csv}"
+        " --config-json {params.config:q} > {log} 2>&1"

@@ -1,0 +1,97 @@
+"""Figure 1: MetaWorld success rate per method (IQM, 95 % stratified-bootstrap CI) and its numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from promptlam.io import atomic_output
+from promptlam.stats import normalise_records, per_seed_means
+
+if TYPE_CHECKING:
+    import pandas
+
+Y_LABELS = {"raw": "success rate (IQM, 95% CI)", "normalised": "normalised success (IQM, 95% CI)"}
+
+
+def _rows_for_scale(summary: pandas.DataFrame, scale: str) -> pandas.DataFrame:
+    if scale not in Y_LABELS:
+        raise ValueError(f"scale must be one of {list(Y_LABELS)}, got {scale!r}")
+    rows = summary[summary["scale"] == scale]
+    if rows.empty:
+        raise ValueError(f"summary has no {scale!r} rows (was normalise_by given to summarise?)")
+    return rows.reset_index(drop=True)
+
+
+def _dots(summary_rows: pandas.DataFrame, records: pandas.DataFrame, scale: str) -> pandas.DataFrame:
+    """Per-seed mean-over-tasks success on the same scale (and task set) as the bars."""
+    if scale == "normalised":
+        references = {r for r in summary_rows["reference"] if isinstance(r, str) and r}
+        if len(references) != 1:
+            raise ValueError(f"normalised rows must name exactly one reference, got {sorted(references)}")
+        records, _ = normalise_records(records, references.pop())
+    dots = per_seed_means(records)
+    return dots[dots["label"].isin(summary_rows["label"])]
+
+
+def plot_fig1(summary: pandas.DataFrame, records: pandas.DataFrame, out_pdf: Path,
+              scale: str = "raw", title: str | None = None) -> None:
+    """Bars of IQM per label with asymmetric CI whiskers, and one dot per seed for the spread.
+
+    The dots are each seed's mean over tasks (not the IQM), so a reader can see how many seeds
+    there are and whether one of them carries the bar. A percentile CI need not contain the
+    point estimate; whiskers are clipped at the bar top so matplotlib accepts them.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless cluster nodes; must precede the pyplot import
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = _rows_for_scale(summary, scale)
+    labels = list(rows["label"])
+    dots = _dots(rows, records, scale)
+    x = np.arange(len(labels))
+    iqm = rows["iqm"].to_numpy(dtype=float)
+    yerr = np.vstack([np.maximum(iqm - rows["iqm_low"].to_numpy(dtype=float), 0.0),
+                      np.maximum(rows["iqm_high"].to_numpy(dtype=float) - iqm, 0.0)])
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.8))
+    try:
+        colours = sns.color_palette("colorblind", len(labels))
+        ax.bar(x, iqm, color=colours, width=0.7, zorder=1)
+        ax.errorbar(x, iqm, yerr=yerr, fmt="none", ecolor="black", capsize=4, linewidth=1.2, zorder=2)
+        sns.stripplot(data=dots, x="label", y="success", order=labels, color="black", size=3.5,
+                      alpha=0.7, jitter=0.15, ax=ax, zorder=3)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_xlabel("")
+        ax.set_ylabel(Y_LABELS[scale])
+        if scale == "raw":
+            ax.set_ylim(0.0, 1.05)
+        else:
+            ax.set_ylim(bottom=0.0)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.set_axisbelow(True)
+        if title:
+            ax.set_title(title)
+        fig.tight_layout()
+        with atomic_output(out_pdf) as tmp:
+            fig.savefig(tmp, format="pdf")  # the temporary name ends in .tmp, so say the format
+    finally:
+        plt.close(fig)
+
+
+def write_fig1_csv(summary: pandas.DataFrame, records: pandas.DataFrame, out_csv: Path) -> None:
+    """Write the summary table behind Figure 1 (one row per label x scale), floats to 6 digits.
+
+    ``records`` is only used to check that every summarised label comes from these records, so a
+    stale summary cannot be written next to a figure drawn from newer data.
+    """
+    unknown = sorted(set(summary["label"]) - set(records["label"]), key=str)
+    if unknown:
+        raise ValueError(f"summary labels {unknown} are not in records")
+    with atomic_output(out_csv) as tmp:
+        summary.round(6).to_csv(tmp, index=False)

@@ -1,0 +1,1 @@
+"""Downstream stages: behaviour cloning, the few-label action decoder and online evaluation."""

@@ -1,0 +1,165 @@
+"""Roll a decoded policy out in the online Distracting MetaWorld env and count successes.
+
+The env is the one the data came from (task, render settings, action repeat; built from the
+rollout file's recorded config) with the eval split's background videos, never seen in
+training; the distractor-free LAPO is evaluated without distractors. Episode i of a task is
+seeded by (config seed, task, "online-eval", i), so every episode can be replayed alone.
+Episodes run in parallel processes, one rendering env per process; ``eval.json`` is written only
+once all are done (a killed evaluation leaves nothing and is simply run again).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptlam.config import Config, validate_config
+from promptlam.io import atomic_output, progress_bar, write_json
+from promptlam.lam.train import RunKey
+from promptlam.policy.train import PolicyKey, decoder_record, load_decoder, load_policy, policy_record
+from promptlam.provenance import provenance
+
+EVAL_STREAM = "online-eval"
+"""The episode-seed stream of online evaluation (kept apart from the data's train/eval streams)."""
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """Everything a worker process needs to run some episodes of one task (plain, picklable data)."""
+
+    config: dict[str, Any]
+    key: tuple[int, tuple | None]
+    budget: int | None
+    tasks: tuple[str, ...]
+    task: str
+    rollouts: str
+    policy_dir: str
+    decoder_dir: str | None
+    episodes: tuple[int, ...]
+    max_steps: int | None
+    video_dir: str | None
+    videos: int
+
+
+def policy_key(key: tuple[int, tuple | None]) -> PolicyKey:
+    seed, lam = key
+    return PolicyKey(seed, RunKey(*lam) if lam else None)
+
+
+def _frame_stack_tensor(frames: deque) -> np.ndarray:
+    # Oldest first, channels of each frame together: the layout the training batches use.
+    return np.concatenate([frame.transpose(2, 0, 1) for frame in frames])
+
+
+def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
+    """Worker: build the env and the policy once, then run the job's episodes."""
+    import torch
+
+    from promptlam.envs.factory import episode_seed, make_eval_env
+
+    torch.set_num_threads(1)
+    config = validate_config(job.config, "evaluation job")
+    key = policy_key(job.key)
+    env = make_eval_env(job.rollouts, distractors=key.frames != "clean", max_steps=job.max_steps, task=job.task)
+    policy = load_policy(job.policy_dir, config, key, list(job.tasks), env.render_config.resolution)
+    decoder = load_decoder(job.decoder_dir, config, key, job.budget, list(job.tasks)) if job.decoder_dir else None
+    task_index = torch.tensor([job.tasks.index(job.task)])
+    stack = config.lam.frame_stack
+    results = []
+    try:
+        for index in job.episodes:
+            seed = episode_seed(config.seed, job.task, EVAL_STREAM, index)
+            observation, info = env.reset(seed=seed)
+            frames = deque([observation["pixels"]] * stack, maxlen=stack)
+            recorded = [observation["pixels"]] if index < job.videos else None
+            success, steps, total_reward = False, 0, 0.0
+            while True:
+                with torch.no_grad():
+                    output = policy(torch.from_numpy(_frame_stack_tensor(frames))[None], task_index)
+                    action = decoder(output) if decoder is not None else output
+                observation, reward, _, truncated, info = env.step(action[0].numpy())
+                steps += 1
+                total_reward += reward
+                frames.append(observation["pixels"])
+                if recorded is not None:
+                    recorded.append(observation["pixels"])
+                if info["success"]:
+                    success = True
+                    break
+                if truncated:
+                    break
+            if recorded is not None and job.video_dir:
+                _write_gif(Path(job.video_dir) / f"{job.task}-episode{index}.gif", recorded)
+            results.append({"task": job.task, "index": index, "seed": seed, "success": success, "steps": steps,
+                            "return": round(total_reward, 4)})
+    finally:
+        env.close()
+    return results
+
+
+def _write_gif(path: Path, frames: list[np.ndarray]) -> None:
+    import imageio.v3 as iio
+
+    with atomic_output(path) as tmp:
+        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=80, loop=0)
+
+
+def _split(indices: list[int], parts: int) -> list[tuple[int, ...]]:
+    return [tuple(int(i) for i in chunk) for chunk in np.array_split(np.asarray(indices), parts) if len(chunk)]
+
+
+def evaluate(config: Config, key: PolicyKey, tasks: list[str], rollouts: list[Path], policy_dir: str | Path,
+             out: str | Path, budget: int | None = None, decoder_dir: str | Path | None = None,
+             workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the policy (decoded, for a latent policy) on every task; writes ``out`` (eval.json)."""
+    evaluation = config.evaluation
+    out = Path(out)
+    # Check the artifacts against the config here, once, before any process starts.
+    frame_size = config.render.resolution
+    load_policy(policy_dir, config, key, tasks, frame_size)
+    if key.lam is not None:
+        if decoder_dir is None or budget is None:
+            raise ValueError("a latent policy is evaluated through its decoder")
+        load_decoder(decoder_dir, config, key, budget, tasks)
+    workers = workers or evaluation.workers or len(os.sched_getaffinity(0))
+    workers = max(1, min(workers, len(tasks) * evaluation.episodes))
+    per_task = max(1, workers // len(tasks)) if workers >= len(tasks) else 1
+    lam = key.lam
+    jobs = [
+        EvalJob(config.model_dump(mode="json"), (key.seed, tuple(lam.__dict__.values()) if lam else None), budget,
+                tuple(tasks), task, str(path), str(policy_dir), str(decoder_dir) if decoder_dir else None, chunk,
+                evaluation.max_steps, str(out.parent / "videos"), evaluation.videos)
+        for task, path in zip(tasks, rollouts)
+        for chunk in _split(list(range(evaluation.episodes)), per_task)
+    ]
+    episodes: list[dict[str, Any]] = []
+    bar = progress_bar(len(tasks) * evaluation.episodes, f"evaluate {key.path}", "episode", progress)
+    if workers == 1:
+        for job in jobs:
+            episodes += run_episodes(job)
+            bar.update(len(job.episodes))
+    else:
+        # spawn: MuJoCo/GL state and torch threads do not survive a fork.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for done in pool.map(run_episodes, jobs):
+                episodes += done
+                bar.update(len(done))
+    bar.close()
+    by_task = {}
+    for task in tasks:
+        rows = sorted((e for e in episodes if e["task"] == task), key=lambda e: e["index"])
+        by_task[task] = {"success_rate": float(np.mean([e["success"] for e in rows])),
+                         "episodes": [{k: v for k, v in e.items() if k != "task"} for e in rows]}
+    record = decoder_record(config, key, budget, tasks) if key.lam else policy_record(config, key, tasks)
+    result = {"seed": key.seed, "budget": budget, "episodes_per_task": evaluation.episodes,
+              "success_rate": float(np.mean([t["success_rate"] for t in by_task.values()])), "tasks": by_task,
+              "evaluation": config.section("evaluation")["evaluation"], "record": record, "provenance": provenance()}
+    write_json(out, result)
+    return result

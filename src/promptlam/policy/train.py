@@ -1,0 +1,220 @@
+"""Behaviour cloning of latent (or true) actions, and the few-label action decoder.
+
+A policy lives under ``runs/lam/{method}/{target}/ld{dim}/s{seed}/bc/`` (it imitates that LAM's
+IDM latent of (o_t, o_{t+1}) on every train trajectory) or ``runs/bc-actions/s{seed}/`` (it
+imitates the true actions: the reference). A decoder lives under ``.../decoder/n{budget}/``: an
+MLP from the policy's latent to the true action, fit on the labelled subset of each task.
+Each folder holds the weights (safetensors), ``run.json`` (the config record that made them,
+checked by every later stage) and ``metrics.json``.
+
+Stages are short, so a killed job starts again from the beginning; outputs appear only whole.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from promptlam.config import Config
+from promptlam.data.labelled import LabelledSubset
+from promptlam.data.rollout_file import RolloutFile
+from promptlam.errors import UserError
+from promptlam.io import atomic_output, progress_bar, write_json
+from promptlam.lam.augment import augment
+from promptlam.lam.data import StepBatches, TaskFiles, TransitionData
+from promptlam.lam.train import RunKey, load_checked_weights, load_trained, lr_factor, run_record
+from promptlam.policy.models import Policy, action_decoder
+from promptlam.provenance import provenance
+from promptlam.seeding import derive_seed, rng
+from promptlam.tasks import ACTION_DIM
+
+
+@dataclass(frozen=True)
+class PolicyKey:
+    """What a policy imitates: the latents of LAM run ``lam``, or the true actions (``lam=None``)."""
+
+    seed: int
+    lam: RunKey | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.lam.path}/bc" if self.lam else f"runs/bc-actions/s{self.seed}"
+
+    def decoder_path(self, budget: int) -> str:
+        return f"{self.path.removesuffix('/bc')}/decoder/n{budget}"
+
+    @property
+    def frames(self) -> str:
+        """The frames the policy sees: the clean twins for the distractor-free LAPO."""
+        return "clean" if self.lam is not None and self.lam.method == "lapo-clean" else "distracted"
+
+    @property
+    def out_dim(self) -> int:
+        return self.lam.latent_dim if self.lam else ACTION_DIM
+
+
+def policy_record(config: Config, key: PolicyKey, tasks: list[str]) -> dict[str, Any]:
+    """What a policy depends on (its weights' run.json carries it)."""
+    return {"stage": "bc", "seed": key.seed, "tasks": tasks, "frames": key.frames,
+            "config": config.section("seed", "bc") | {"frame_stack": config.lam.frame_stack},
+            "lam": run_record(config, key.lam, tasks) if key.lam else None}
+
+
+def decoder_record(config: Config, key: PolicyKey, budget: int, tasks: list[str]) -> dict[str, Any]:
+    return {"stage": "decoder", "budget": budget, "decoder": config.section("decoder")["decoder"],
+            "policy": policy_record(config, key, tasks)}
+
+
+def _accelerator():
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    return Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
+
+
+def _save(out: Path, name: str, module: torch.nn.Module, record: dict[str, Any], metrics: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_output(out / name) as tmp:
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    write_json(out / "run.json", {**record, "provenance": provenance()})
+    write_json(out / "metrics.json", metrics)
+
+
+def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: str | Path, tasks: list[str],
+                 lam_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Behaviour-clone the LAM's latents (or the true actions) from all train trajectories."""
+    bc, out = config.bc, Path(out_dir)
+    if (key.lam is None) != (lam_dir is None):
+        raise ValueError("a latent policy needs its LAM folder; the true-action policy none")
+    data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames)
+    idm = load_trained(lam_dir, config, key.lam, tasks, data.frame_size) if key.lam else None
+    torch.manual_seed(derive_seed(key.seed, "bc-init", key.path))
+    policy = Policy(bc, config.lam.frame_stack, data.frame_size, len(tasks), key.out_dim)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=bc.learning_rate, weight_decay=bc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, bc.steps, bc.warmup_fraction))
+    accelerator = _accelerator()
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    device = accelerator.device
+    if idm is not None:
+        idm.to(device)
+    batches = torch.utils.data.DataLoader(StepBatches(data, key.seed, 0, bc.steps, bc.batch_size, stream="bc-batch"),
+                                          batch_size=None)
+    rows, running, began = [], [], time.perf_counter()
+    bar = progress_bar(bc.steps, key.path, "step", progress)
+    for step, batch in enumerate(batches):
+        obs, task = batch["obs"], batch["task"].to(device)
+        with torch.no_grad(), accelerator.autocast():
+            # The IDM sees unaugmented frames: its latent is the label, not an input.
+            label = idm.infer_latent(obs.to(device), batch["future"].to(device))[0].float() if idm else batch["action"].to(device)
+        if bc.augment:
+            obs = augment([obs], torch.Generator().manual_seed(derive_seed(key.seed, "bc-augment", step)))[0]
+        with accelerator.autocast():
+            loss = F.mse_loss(policy(obs.to(device), task).float(), label)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        running.append(float(loss.detach()))
+        bar.update()
+        if (step + 1) % bc.log_every == 0 or step + 1 == bc.steps:
+            rows.append({"step": step + 1, "loss": float(np.mean(running))})
+            bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}", refresh=False)
+            running = []
+    bar.close()
+    data.close()
+    metrics = {"steps": bc.steps, "final_loss": rows[-1]["loss"], "curve": rows,
+               "train_seconds": round(time.perf_counter() - began, 2)}
+    if idm is not None:
+        metrics["label_variance"] = _latent_variance(idm, config, key, rollouts, device)
+    _save(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
+    return metrics
+
+
+@torch.no_grad()
+def _latent_variance(idm: torch.nn.Module, config: Config, key: PolicyKey, rollouts: list[Path],
+                     device: torch.device) -> float:
+    """Variance of the IDM's latents over one batch: the loss of predicting their mean, to read
+    the BC loss against."""
+    data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames)
+    batch = data.batch(*data.sample(key.seed, 0, 512, stream="bc-variance"))
+    data.close()
+    latents = idm.infer_latent(batch["obs"].to(device), batch["future"].to(device))[0].float()
+    return float(latents.var(dim=0, unbiased=False).mean())
+
+
+def load_policy(folder: str | Path, config: Config, key: PolicyKey, tasks: list[str], frame_size: int) -> Policy:
+    """The trained policy of ``folder``, refused (naming the key) if ``config`` would not make it."""
+    state = load_checked_weights(Path(folder), "policy.safetensors", policy_record(config, key, tasks),
+                          "retrain the policy or fix the config")
+    policy = Policy(config.bc, config.lam.frame_stack, frame_size, len(tasks), key.out_dim)
+    policy.load_state_dict(state)
+    return policy.eval()
+
+
+def load_decoder(folder: str | Path, config: Config, key: PolicyKey, budget: int, tasks: list[str]) -> torch.nn.Module:
+    state = load_checked_weights(Path(folder), "decoder.safetensors", decoder_record(config, key, budget, tasks),
+                          "retrain the decoder or fix the config")
+    decoder = action_decoder(config.decoder, key.out_dim, ACTION_DIM)
+    decoder.load_state_dict(state)
+    return decoder.eval()
+
+
+@torch.no_grad()
+def policy_outputs(policy: Policy, data: TransitionData, device: torch.device,
+                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The policy's output and the executed action for every transition of ``data``."""
+    trajectory = np.repeat(np.arange(len(data.lengths)), data.lengths - 1)
+    t = np.concatenate([np.arange(n - 1) for n in data.lengths])
+    outputs, actions = [], []
+    for first in range(0, len(t), batch_size):
+        chosen = slice(first, first + batch_size)
+        batch = data.batch(trajectory[chosen], t[chosen], np.ones_like(t[chosen]))
+        outputs.append(policy(batch["obs"].to(device), batch["task"].to(device)).float().cpu().numpy())
+        actions.append(batch["action"].numpy())
+    return np.concatenate(outputs), np.concatenate(actions)
+
+
+def train_decoder(config: Config, key: PolicyKey, budget: int, labelled: list[Path], rollouts: list[Path],
+                  policy_dir: str | Path, out_dir: str | Path, tasks: list[str]) -> dict[str, Any]:
+    """Fit the latent -> action decoder on the policy's latents of the labelled trajectories."""
+    if key.lam is None:
+        raise ValueError("the true-action policy needs no decoder")
+    chosen = []
+    for labelled_path, rollouts_path in zip(labelled, rollouts):
+        with RolloutFile(rollouts_path) as source:
+            subset = LabelledSubset(labelled_path, source)
+        if len(subset.trajectories) != budget:
+            raise UserError(f"{labelled_path}: holds {len(subset.trajectories)} trajectories, not the budget {budget}")
+        chosen.append(np.sort(subset.trajectories))
+    data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames, trajectories=chosen)
+    policy = load_policy(policy_dir, config, key, tasks, data.frame_size)
+    latents, actions = policy_outputs(policy, data, torch.device("cpu"))
+    data.close()
+    decoder_config = config.decoder
+    torch.manual_seed(derive_seed(key.seed, "decoder-init", budget))
+    decoder = action_decoder(decoder_config, key.out_dim, ACTION_DIM)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=decoder_config.learning_rate)
+    generator = rng(key.seed, "decoder-batch", budget)
+    x, y = torch.from_numpy(latents), torch.from_numpy(actions)
+    losses = []
+    for _ in range(decoder_config.updates):
+        index = torch.from_numpy(generator.integers(len(x), size=min(decoder_config.batch_size, len(x))))
+        loss = F.mse_loss(decoder(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        train_mse = float(F.mse_loss(decoder(x), y))
+    metrics = {"budget": budget, "transitions": len(x), "updates": decoder_config.updates,
+               "train_mse": train_mse, "action_variance": float(actions.var(axis=0).mean()),
+               "final_batch_loss": float(np.mean(losses[-50:]))}
+    _save(Path(out_dir), "decoder.safetensors", decoder, decoder_record(config, key, budget, tasks), metrics)
+    return metrics

@@ -1,0 +1,167 @@
+"""Downstream: latent and true-action behaviour cloning, the decoder, online evaluation, Figure 1."""
+
+import json
+
+import numpy as np
+import pytest
+
+from promptlam.config import validate_config
+from promptlam.data.labelled import write_labelled_subset
+from promptlam.errors import UserError
+from promptlam.lam.data import TaskFiles
+from promptlam.lam.train import RunKey, train_run
+from promptlam.policy.evaluate import evaluate
+from promptlam.policy.train import PolicyKey, load_policy, train_decoder, train_policy
+
+from conftest import TINY
+
+TASKS = ["reach-v3"]
+SMALL = {
+    "lam": {"encoder_channels": [4, 8], "hidden_dim": 32, "max_offset": 3, "steps": 4, "batch_size": 8,
+            "log_every": 2, "checkpoint_every": 4},
+    "bc": {"encoder_channels": [4, 8], "hidden_dim": 32, "steps": 4, "batch_size": 8, "log_every": 2},
+    "decoder": {"hidden_dim": 16, "updates": 20, "batch_size": 8},
+    "evaluation": {"episodes": 3, "max_steps": 4, "videos": 1},
+}
+
+
+def small_config(**sections):
+    data = {**TINY, **SMALL}
+    for name, values in sections.items():
+        data[name] = {**data[name], **values}
+    return validate_config(data, "test config")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, rollout_path):
+    """A LAM run, its latent policy and a decoder on two labelled trajectories, in one folder tree."""
+    root = tmp_path_factory.mktemp("downstream")
+    config = small_config()
+    key = PolicyKey(0, RunKey("lapo", "pixels", 8, 0))
+    train_run(config, key.lam, [TaskFiles(rollout_path)], root / key.lam.path, TASKS, progress=False)
+    bc = train_policy(config, key, [rollout_path], root / key.path, TASKS, root / key.lam.path, progress=False)
+    labelled = root / "labelled.h5"
+    write_labelled_subset(rollout_path, 2, config.seed, labelled)
+    decoder = train_decoder(config, key, 2, [labelled], [rollout_path], root / key.path, root / key.decoder_path(2), TASKS)
+    return {"root": root, "config": config, "key": key, "bc": bc, "decoder": decoder}
+
+
+def test_latent_policy_and_decoder_train(trained):
+    assert np.isfinite(trained["bc"]["final_loss"]) and trained["bc"]["label_variance"] > 0
+    assert [row["step"] for row in trained["bc"]["curve"]] == [2, 4]
+    decoder = trained["decoder"]
+    assert decoder["budget"] == 2 and decoder["transitions"] > 0 and np.isfinite(decoder["train_mse"])
+    assert (trained["root"] / trained["key"].decoder_path(2) / "decoder.safetensors").exists()
+
+
+def test_true_action_policy_fits_its_batches_better_with_training(tmp_path, rollout_path):
+    short = train_policy(small_config(bc={"steps": 2, "log_every": 1}), PolicyKey(0), [rollout_path], tmp_path / "a", TASKS,
+                         progress=False)
+    longer = train_policy(small_config(bc={"steps": 60, "log_every": 10, "learning_rate": 1e-3}), PolicyKey(0),
+                          [rollout_path], tmp_path / "b", TASKS, progress=False)
+    assert longer["final_loss"] < short["curve"][0]["loss"]
+
+
+def _evaluate(trained, out, workers):
+    root, key = trained["root"], trained["key"]
+    return evaluate(trained["config"], key, TASKS, [trained["rollouts"]], root / key.path, out, 2,
+                    root / key.decoder_path(2), workers=workers, progress=False)
+
+
+def test_evaluation_is_reproducible_per_episode_whatever_the_processes(trained, rollout_path, tmp_path):
+    trained = {**trained, "rollouts": rollout_path}
+    alone = _evaluate(trained, tmp_path / "one/eval.json", workers=1)
+    parallel = _evaluate(trained, tmp_path / "two/eval.json", workers=2)
+    episodes = alone["tasks"]["reach-v3"]["episodes"]
+    assert [e["index"] for e in episodes] == [0, 1, 2]
+    assert all(1 <= e["steps"] <= 4 for e in episodes)
+    assert episodes == parallel["tasks"]["reach-v3"]["episodes"]  # seeds, steps, returns, successes
+    assert len({e["seed"] for e in episodes}) == 3
+    assert alone["success_rate"] == np.mean([e["success"] for e in episodes])
+    written = json.loads((tmp_path / "one/eval.json").read_text())
+    assert written["record"]["budget"] == 2 and written["episodes_per_task"] == 3
+    gif = tmp_path / "one/videos/reach-v3-episode0.gif"
+    assert gif.stat().st_size > 0 and not (tmp_path / "one/videos/reach-v3-episode1.gif").exists()
+
+
+def test_a_killed_evaluation_reruns_cleanly(trained, rollout_path, tmp_path):
+    out = tmp_path / "eval.json"
+    out.with_name("eval.json.tmp").write_text('{"half": ')  # what a kill mid-write would leave
+    result = _evaluate({**trained, "rollouts": rollout_path}, out, workers=1)
+    assert json.loads(out.read_text())["success_rate"] == result["success_rate"]
+    assert not out.with_name("eval.json.tmp").exists()
+
+
+def test_stages_refuse_artifacts_made_under_another_config(trained, rollout_path, tmp_path):
+    root, key = trained["root"], trained["key"]
+    with pytest.raises(UserError, match=r"config.bc.learning_rate differs"):
+        load_policy(root / key.path, small_config(bc={"learning_rate": 1.0}), key, TASKS, 64)
+    with pytest.raises(UserError, match=r"decoder.updates differs"):
+        evaluate(small_config(decoder={"updates": 7}), key, TASKS, [rollout_path], root / key.path, tmp_path / "e.json",
+                 2, root / key.decoder_path(2), workers=1, progress=False)
+    with pytest.raises(UserError, match=r"config.lam.learning_rate differs"):
+        train_policy(small_config(lam={"learning_rate": 1.0}), key, [rollout_path], tmp_path / "bc", TASKS,
+                     root / key.lam.path, progress=False)
+    with pytest.raises(UserError, match="no readable policy.safetensors"):
+        load_policy(tmp_path / "missing", trained["config"], key, TASKS, 64)
+
+
+def test_true_action_policy_is_evaluated_without_a_decoder(rollout_path, tmp_path):
+    config = small_config(evaluation={"episodes": 2, "videos": 0})
+    key = PolicyKey(1)
+    train_policy(config, key, [rollout_path], tmp_path / key.path, TASKS, progress=False)
+    result = evaluate(config, key, TASKS, [rollout_path], tmp_path / key.path, tmp_path / "eval.json", workers=1,
+                      progress=False)
+    assert result["budget"] is None and len(result["tasks"]["reach-v3"]["episodes"]) == 2
+    assert not (tmp_path / "videos").exists()
+
+
+def _fake_eval(path, seed, rates):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seed": seed, "tasks": {task: {"success_rate": rate} for task, rate in rates.items()}}))
+
+
+def test_fig1_reads_every_evaluation_and_writes_pdf_and_csv(tmp_path):
+    import pandas as pd
+
+    from promptlam.figures import fig1_evaluations, make_fig1
+
+    tasks = ["reach-v3", "drawer-close-v3"]
+    config = validate_config({**TINY, "tasks": tasks, "figures": {"fig1": {
+        "entries": [{"label": "LAPO", "method": "lapo", "target": "pixels"},
+                    {"label": "BC", "method": "bc-actions"}],
+        "latent_dim": 8, "seeds": [0, 1], "labelled_budget": 2, "normalise_by": "BC", "bootstrap_reps": 200}}})
+    config.check_figures()
+    evaluations = fig1_evaluations(config)
+    assert evaluations["LAPO"][1] == "runs/lam/lapo/pixels/ld8/s1/decoder/n2/eval.json"
+    assert evaluations["BC"][0] == "runs/bc-actions/s0/eval.json"
+    rates = {"LAPO": [{"reach-v3": 0.2, "drawer-close-v3": 0.4}, {"reach-v3": 0.4, "drawer-close-v3": 0.4}],
+             "BC": [{"reach-v3": 0.8, "drawer-close-v3": 0.8}, {"reach-v3": 0.8, "drawer-close-v3": 0.8}]}
+    for label, paths in evaluations.items():
+        for seed, path in enumerate(paths):
+            _fake_eval(tmp_path / path, seed, rates[label][seed])
+    summary = make_fig1(config, tmp_path, tmp_path / "fig1.pdf", tmp_path / "fig1.csv")
+    assert (tmp_path / "fig1.pdf").read_bytes().startswith(b"%PDF")
+    table = pd.read_csv(tmp_path / "fig1.csv")
+    raw = table[table.scale == "raw"].set_index("label")
+    assert raw.loc["LAPO", "mean"] == pytest.approx(0.35) and raw.loc["BC", "iqm"] == pytest.approx(0.8)
+    normalised = summary[summary.scale == "normalised"].set_index("label")
+    assert normalised.loc["LAPO", "mean"] == pytest.approx(0.35 / 0.8)
+    (tmp_path / evaluations["BC"][1]).unlink()
+    with pytest.raises(UserError, match="runs/bc-actions/s1/eval.json: no readable evaluation"):
+        make_fig1(config, tmp_path, tmp_path / "fig1.pdf", tmp_path / "fig1.csv")
+
+
+def test_figure_config_errors_name_the_key():
+    from promptlam.config import ConfigError
+
+    base = {**TINY, "figures": {"fig1": {"entries": [{"label": "A", "method": "lapo", "target": "state"}],
+                                         "labelled_budget": 2, "normalise_by": None}}}
+    with pytest.raises(ConfigError, match=r"figures.fig1.entries.0: lapo predicts frames"):
+        validate_config(base).check_figures()
+    base["figures"]["fig1"].update(entries=[{"label": "A", "method": "bc-actions"}], labelled_budget=3)
+    with pytest.raises(ConfigError, match=r"figures.fig1.labelled_budget: 3 is not one of"):
+        validate_config(base).check_figures()
+    base["figures"]["fig1"].update(labelled_budget=2, normalise_by="B")
+    with pytest.raises(ConfigError, match=r"figures.fig1.normalise_by: no entry labelled 'B'"):
+        validate_config(base).check_figures()
