@@ -120,6 +120,28 @@ def test_probe_recovers_a_known_linear_map():
     assert mse == pytest.approx(y[1500:].var(axis=0).mean(), rel=0.1)
 
 
+def test_probes_separate_action_information_from_state_information():
+    """An expert's action = f(state) + noise. A latent that encodes only the state probes the
+    action as well as the state does; one that encodes the noise adds to the state."""
+    from promptlam.lam.probe import heldout_probes
+
+    rng = np.random.default_rng(1)
+    state = rng.normal(size=(3000, 5))
+    noise = rng.normal(size=(3000, 2)) * 0.5
+    action = state[:, :2] @ np.array([[1.0, 0.5], [-0.5, 1.0]]) + noise
+    columns = {"state": state, "action": action, "noise": noise,
+               "latent": np.concatenate([noise, rng.normal(size=(3000, 2))], axis=1),  # knows the noise
+               "untrained_latent": state[:, :3] + 0.01 * rng.normal(size=(3000, 3))}  # knows the state only
+    fit = {k: v[:2000] for k, v in columns.items()}
+    held = {k: v[2000:] for k, v in columns.items()}
+    probes = heldout_probes(fit, held, ridge=1e-6)
+    action, noise = probes["action"], probes["noise"]
+    assert action["state"] == pytest.approx(0.25, rel=0.15)  # the noise variance is what is left
+    assert action["latent+state"] < 0.01 and action["untrained_latent+state"] == pytest.approx(action["state"], rel=0.05)
+    assert noise["latent"] < 0.01 and noise["state"] == pytest.approx(noise["variance"], rel=0.05)
+    assert noise["true_action"] < noise["variance"]
+
+
 def test_augmentation_warps_all_stacks_of_a_sample_alike():
     frames = torch.randint(0, 256, (4, 9, 16, 16), dtype=torch.uint8)
     a, b = augment([frames, frames.clone()], torch.Generator().manual_seed(0))

@@ -81,7 +81,10 @@ def test_evaluation_is_reproducible_per_episode_whatever_the_processes(trained, 
     written = json.loads((tmp_path / "one/eval.json").read_text())
     assert written["record"]["budget"] == 2 and written["episodes_per_task"] == 3
     gif = tmp_path / "one/videos/reach-v3-episode0.gif"
-    assert gif.stat().st_size > 0 and not (tmp_path / "one/videos/reach-v3-episode1.gif").exists()
+    import imageio.v3 as iio
+
+    assert iio.imread(gif).shape[:3] == (episodes[0]["steps"] + 1, 256, 256)  # every frame, enlarged
+    assert not (tmp_path / "one/videos/reach-v3-episode1.gif").exists()
 
 
 def test_a_killed_evaluation_reruns_cleanly(trained, rollout_path, tmp_path):

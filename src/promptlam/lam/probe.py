@@ -63,13 +63,23 @@ def transition_features(models: dict[str, torch.nn.Module], data: TransitionData
 
 def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], ridge: float,
                    latents: tuple[str, ...] = ("latent", "untrained_latent")) -> dict[str, dict[str, float]]:
-    """Held-out MSE of every probe (each latent in ``latents``, and the state), with the variance
-    of what it predicts (the no-information MSE)."""
+    """Held-out MSE of every probe, with the variance of what it predicts (the no-information MSE).
+
+    Features: each latent in ``latents``, the state, and each latent together with the state
+    (``<latent>+state``: below ``state`` only if the latent adds action information the state
+    lacks). The noise probe also reports ``true_action``, the executed action itself as the
+    feature: the floor for any latent, since the expert partly compensates correlated noise.
+    """
+    fit = fit | {f"{name}+state": np.concatenate([fit[name], fit["state"]], axis=1) for name in latents}
+    held = held | {f"{name}+state": np.concatenate([held[name], held["state"]], axis=1) for name in latents}
+    features = (*latents, "state", *(f"{name}+state" for name in latents))
     results = {}
     for name in ("action", "noise"):
         varies = fit[name].std(axis=0) > 1e-9  # e.g. no gripper noise: nothing to predict there
         y_fit, y_held = fit[name][:, varies], held[name][:, varies]
-        results[name] = {feature: probe_mse(fit[feature], y_fit, held[feature], y_held, ridge)
-                         for feature in (*latents, "state")}
+        chosen = (*features, "true_action") if name == "noise" else features
+        fit_x = fit | {"true_action": fit["action"]}
+        held_x = held | {"true_action": held["action"]}
+        results[name] = {feature: probe_mse(fit_x[feature], y_fit, held_x[feature], y_held, ridge) for feature in chosen}
         results[name]["variance"] = float(np.mean(y_held.var(axis=0)))
     return results

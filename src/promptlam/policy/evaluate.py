@@ -104,11 +104,16 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     return results
 
 
-def _write_gif(path: Path, frames: list[np.ndarray]) -> None:
+def _write_gif(path: Path, frames: list[np.ndarray], min_size: int = 256) -> None:
+    """Frames as a looping GIF, enlarged (nearest neighbour) to at least ``min_size`` pixels so
+    that a 64-pixel episode can be watched."""
     import imageio.v3 as iio
 
+    video = np.stack(frames)
+    scale = max(1, -(-min_size // video.shape[1]))
+    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
     with atomic_output(path) as tmp:
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=80, loop=0)
+        iio.imwrite(tmp, video, extension=".gif", duration=80, loop=0)
 
 
 def _split(indices: list[int], parts: int) -> list[tuple[int, ...]]:
