@@ -37,4 +37,5 @@ rule all:
         rules.rollouts_all.input,
         rules.targets_all.input,
         rules.lam_all.input,
+        rules.lam_probes.output,
         rules.fig1.output,

@@ -19,3 +19,21 @@ rule fig1:
     shell:
         "{PROMPTLAM} figures fig1 --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
+
+
+rule lam_probes:
+    input:
+        rules.lam_all.input,
+    output:
+        pdf="figures/lam_probes.pdf",
+        csv="tables/lam_probes.csv",
+    params:
+        config=lambda wildcards: section_json("seed", "tasks", "targets", "lam"),
+    log:
+        "logs/figures/lam_probes.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PROMPTLAM} figures lam-probes --pdf {output.pdf} --csv {output.csv}"
+        " --config-json {params.config:q} > {log} 2>&1"

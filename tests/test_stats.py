@@ -162,3 +162,12 @@ def test_plot_and_csv_are_written(tmp_path):
     assert list(back["label"]) == list(summary["label"])
     assert list(back["scale"]) == list(summary["scale"])
     np.testing.assert_allclose(back["iqm"], summary["iqm"], atol=1e-6)
+
+
+def test_mean_confidence_interval_is_the_student_t_interval():
+    from promptlam.stats import mean_confidence_interval
+
+    mean, low, high = mean_confidence_interval(np.array([1.0, 2.0, 3.0]))
+    # mean 2, standard error 1/sqrt(3), t(0.975, 2 dof) = 4.3027
+    assert mean == 2.0 and high - mean == pytest.approx(4.3027 / np.sqrt(3), rel=1e-4) and mean - low == high - mean
+    assert mean_confidence_interval(np.array([0.5])) == (0.5, 0.5, 0.5)

@@ -74,6 +74,12 @@ def test_lam_rules_train_and_probe_every_run(smoke_run):
         assert metrics["steps"] == config.lam.steps
         assert metrics["heldout_probe"]["action"]["variance"] > 0
         assert (smoke_run / f"benchmarks/lam/{run.method}/{run.target}/ld{run.latent_dim}/s{run.seed}.tsv").exists()
+    import pandas as pd
+
+    table = pd.read_csv(smoke_run / "tables/lam_probes.csv")
+    assert set(table.method) == {run.method for run in runs} and (table.seeds == 1).all()
+    assert {"latent", "latent+state", "state", "untrained_latent"} <= set(table.feature)
+    assert (smoke_run / "figures/lam_probes.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_fig1_is_built_from_every_stage(smoke_run):

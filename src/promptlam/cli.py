@@ -231,6 +231,14 @@ def cmd_figures_fig1(args: argparse.Namespace) -> None:
     print(summary.to_string(index=False))
 
 
+def cmd_figures_lam_probes(args: argparse.Namespace) -> None:
+    from promptlam.figures import make_lam_probes
+
+    config = _config(args)
+    make_lam_probes(config, Path(args.root), Path(args.pdf), Path(args.csv))
+    print(f"{args.pdf}, {args.csv}: held-out probes of {len(config.lam.runs)} run specs")
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlam", description=__doc__.splitlines()[0])
@@ -317,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--root", default=".", help="folder holding runs/")
     sub.add_argument("--pdf", default="figures/fig1.pdf")
     sub.add_argument("--csv", default="figures/fig1.csv")
+    sub = command(figures, "lam-probes", cmd_figures_lam_probes,
+                  "held-out probes of every LAM run of lam.runs: mean and 95%% t-interval over seeds", config=True)
+    sub.add_argument("--root", default=".", help="folder holding runs/")
+    sub.add_argument("--pdf", default="figures/lam_probes.pdf")
+    sub.add_argument("--csv", default="tables/lam_probes.csv")
     return parser
 
 

@@ -411,7 +411,6 @@ class LamConfig(Section):
     """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/ld{dim}/s{seed}/."""
 
 
-
 # --------------------------------------------------------------------------------- downstream
 class BcConfig(Section):
     """Behaviour cloning: a policy from the frame stack o_t (and the task) to the frozen IDM's
@@ -443,7 +442,7 @@ class BcConfig(Section):
     unaugmented frames)."""
 
     log_every: int = Field(100, ge=1)
-    """Steps between metric rows in metrics.csv."""
+    """Steps between points of the loss curve in metrics.json."""
 
 
 class DecoderConfig(Section):

@@ -206,3 +206,16 @@ def summarise(records: pandas.DataFrame, normalise_by: str | None, reps: int, se
                 scores = None
             rows.append(_summary_row(label, "normalised", scores, reps, seed, normalise_by, note))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def mean_confidence_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of a few per-seed values with its Student-t confidence interval (the interval for a
+    mean of a handful of seeds; with one value, the interval is the value itself)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(stats.sem(values) * stats.t.ppf((1 + confidence) / 2, len(values) - 1))
+    return mean, mean - half, mean + half
