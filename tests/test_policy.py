@@ -168,3 +168,25 @@ def test_figure_config_errors_name_the_key():
     base["figures"]["fig1"].update(labelled_budget=2, normalise_by="B")
     with pytest.raises(ConfigError, match=r"figures.fig1.normalise_by: no entry labelled 'B'"):
         validate_config(base).check_figures()
+
+
+def test_lam_probe_table_summarises_seeds_with_t_intervals(tmp_path):
+    from promptlam.figures import lam_probe_table
+
+    config = validate_config({**TINY, "lam": {"runs": [{"method": "lapo", "target": "pixels", "latent_dims": [8],
+                                                         "seeds": [0, 1, 2]}]}})
+    for seed, mse in enumerate([0.1, 0.2, 0.3]):
+        probes = {"action": {"latent": mse, "state": 0.5, "variance": 0.5},
+                  "noise": {"latent": 0.2, "true_action": 0.1, "variance": 0.25}}
+        path = tmp_path / f"runs/lam/lapo/pixels/ld8/s{seed}/metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"heldout_probe_by_horizon": {"1": probes}}))
+    summary, runs = lam_probe_table(config, tmp_path)
+    assert len(runs) == 3 * 4
+    row = summary[(summary.predicts == "action") & (summary.feature == "latent")].iloc[0]
+    assert row.seeds == 3 and row.mse == pytest.approx(0.2) and row.relative_mse == pytest.approx(0.4)
+    assert row.mse_high - row.mse == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-3)
+    assert set(summary[summary.predicts == "noise"].feature) == {"latent", "true_action"}
+    (tmp_path / "runs/lam/lapo/pixels/ld8/s2/metrics.json").unlink()
+    with pytest.raises(UserError, match="s2/metrics.json: no readable LAM metrics"):
+        lam_probe_table(config, tmp_path)
