@@ -134,8 +134,9 @@ def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
         ax.set_xticklabels(runs, rotation=35, ha="right", fontsize=8)
         ax.set_title(f"{predicts}, horizon {horizon}")
         ax.set_ylabel("held-out probe MSE / variance")
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=len(features), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     with atomic_output(pdf) as tmp:
         fig.savefig(tmp, format="pdf")
     plt.close(fig)
