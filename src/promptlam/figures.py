@@ -71,7 +71,6 @@ def lam_probe_table(config: Config, root: Path):
     """Held-out probe MSEs of every LAM run of ``lam.runs``, per (method, target, latent dim,
     horizon, predicted quantity, feature): mean over seeds with a 95% t-interval, and the same
     divided by the variance of what is predicted (1 = no information)."""
-    import numpy as np
     import pandas as pd
 
     from promptlam.stats import mean_confidence_interval

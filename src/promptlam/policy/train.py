@@ -128,39 +128,37 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
             bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}", refresh=False)
             running = []
     bar.close()
-    data.close()
     metrics = {"steps": bc.steps, "final_loss": rows[-1]["loss"], "curve": rows,
                "train_seconds": round(time.perf_counter() - began, 2)}
     if idm is not None:
-        metrics["label_variance"] = _latent_variance(idm, config, key, rollouts, device)
+        metrics["label_variance"] = _latent_variance(idm, data, key.seed, device)
+    data.close()
     _save(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
     return metrics
 
 
 @torch.no_grad()
-def _latent_variance(idm: torch.nn.Module, config: Config, key: PolicyKey, rollouts: list[Path],
-                     device: torch.device) -> float:
-    """Variance of the IDM's latents over one batch: the loss of predicting their mean, to read
-    the BC loss against."""
-    data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames)
-    batch = data.batch(*data.sample(key.seed, 0, 512, stream="bc-variance"))
-    data.close()
+def _latent_variance(idm: torch.nn.Module, data: TransitionData, seed: int, device: torch.device) -> float:
+    """Variance of the IDM's latents over 512 transitions: the loss of predicting their mean, to
+    read the BC loss against."""
+    batch = data.batch(*data.sample(seed, 0, 512, stream="bc-variance"))
     latents = idm.infer_latent(batch["obs"].to(device), batch["future"].to(device))[0].float()
     return float(latents.var(dim=0, unbiased=False).mean())
 
 
 def load_policy(folder: str | Path, config: Config, key: PolicyKey, tasks: list[str], frame_size: int) -> Policy:
     """The trained policy of ``folder``, refused (naming the key) if ``config`` would not make it."""
-    state = load_checked_weights(Path(folder), "policy.safetensors", policy_record(config, key, tasks),
-                          "retrain the policy or fix the config")
+    state = load_checked_weights(folder, "policy.safetensors", policy_record(config, key, tasks),
+                                 "retrain the policy or fix the config")
     policy = Policy(config.bc, config.lam.frame_stack, frame_size, len(tasks), key.out_dim)
     policy.load_state_dict(state)
     return policy.eval()
 
 
 def load_decoder(folder: str | Path, config: Config, key: PolicyKey, budget: int, tasks: list[str]) -> torch.nn.Module:
-    state = load_checked_weights(Path(folder), "decoder.safetensors", decoder_record(config, key, budget, tasks),
-                          "retrain the decoder or fix the config")
+    """The trained decoder of ``folder``, refused (naming the key) if ``config`` would not make it."""
+    state = load_checked_weights(folder, "decoder.safetensors", decoder_record(config, key, budget, tasks),
+                                 "retrain the decoder or fix the config")
     decoder = action_decoder(config.decoder, key.out_dim, ACTION_DIM)
     decoder.load_state_dict(state)
     return decoder.eval()
