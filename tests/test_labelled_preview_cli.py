@@ -78,3 +78,18 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, fragment):
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_every_command_prints_its_help():
+    import argparse
+
+    from promptlam.cli import build_parser
+
+    parser = build_parser()
+    stages = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser.format_help()
+    for stage in stages.choices.values():
+        stage.format_help()
+        commands = next(a for a in stage._actions if isinstance(a, argparse._SubParsersAction))
+        for command in commands.choices.values():
+            assert command.format_help()

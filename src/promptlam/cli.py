@@ -321,12 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
-    sub = command(figures, "fig1", cmd_figures_fig1, "Figure 1: success rate IQM with 95% CIs", config=True)
+    sub = command(figures, "fig1", cmd_figures_fig1, "Figure 1: success rate, IQM with stratified-bootstrap confidence intervals", config=True)
     sub.add_argument("--root", default=".", help="folder holding runs/")
     sub.add_argument("--pdf", default="figures/fig1.pdf")
     sub.add_argument("--csv", default="figures/fig1.csv")
     sub = command(figures, "lam-probes", cmd_figures_lam_probes,
-                  "held-out probes of every LAM run of lam.runs: mean and 95%% t-interval over seeds", config=True)
+                  "held-out probes of every LAM run of lam.runs: mean and t-interval over seeds", config=True)
     sub.add_argument("--root", default=".", help="folder holding runs/")
     sub.add_argument("--pdf", default="figures/lam_probes.pdf")
     sub.add_argument("--csv", default="tables/lam_probes.csv")
