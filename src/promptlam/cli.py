@@ -177,22 +177,20 @@ def _policy_key(args: argparse.Namespace, config):
     return PolicyKey(args.seed, RunKey(args.method, args.target, args.latent_dim, args.seed))
 
 
-def _rollout_paths(config, root: str) -> list[Path]:
-    return [Path(root) / f"data/rollouts/train/{task}.h5" for task in config.tasks]
-
-
 def cmd_policy_bc(args: argparse.Namespace) -> None:
+    from promptlam.lam.train import train_rollouts
     from promptlam.policy.train import train_policy
 
     config = _config(args)
     key = _policy_key(args, config)
     out = Path(args.out or key.path)
     lam_dir = Path(args.root) / key.lam.path if key.lam else None
-    metrics = train_policy(config, key, _rollout_paths(config, args.root), out, list(config.tasks), lam_dir)
+    metrics = train_policy(config, key, train_rollouts(config, Path(args.root)), out, list(config.tasks), lam_dir)
     print(f"{out}: behaviour cloning loss {metrics['final_loss']:.4f}")
 
 
 def cmd_policy_decoder(args: argparse.Namespace) -> None:
+    from promptlam.lam.train import train_rollouts
     from promptlam.policy.train import train_decoder
 
     config = _config(args)
@@ -201,21 +199,22 @@ def cmd_policy_decoder(args: argparse.Namespace) -> None:
         raise UserError("--method bc-actions: the true-action policy needs no decoder")
     labelled = [Path(args.root) / f"data/labelled/{args.budget}/{task}.h5" for task in config.tasks]
     out = Path(args.out or key.decoder_path(args.budget))
-    metrics = train_decoder(config, key, args.budget, labelled, _rollout_paths(config, args.root),
+    metrics = train_decoder(config, key, args.budget, labelled, train_rollouts(config, Path(args.root)),
                             Path(args.root) / key.path, out, list(config.tasks))
     print(f"{out}: decoder MSE {metrics['train_mse']:.4f} on {metrics['transitions']} labelled transitions "
           f"(action variance {metrics['action_variance']:.4f})")
 
 
 def cmd_policy_evaluate(args: argparse.Namespace) -> None:
+    from promptlam.lam.train import train_rollouts
     from promptlam.policy.evaluate import evaluate
 
     config = _config(args)
     key = _policy_key(args, config)
     root = Path(args.root)
     decoder_dir = root / key.decoder_path(args.budget) if key.lam else None
-    out = Path(args.out or (decoder_dir or root / key.path) / "eval.json")
-    result = evaluate(config, key, list(config.tasks), _rollout_paths(config, args.root), root / key.path, out,
+    out = Path(args.out or root / key.eval_path(args.budget))
+    result = evaluate(config, key, list(config.tasks), train_rollouts(config, Path(args.root)), root / key.path, out,
                       args.budget if key.lam else None, decoder_dir, args.workers)
     rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
     print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")

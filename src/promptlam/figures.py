@@ -18,16 +18,10 @@ def entry_key(config: Config, entry: FigureEntry, seed: int) -> PolicyKey:
     return PolicyKey(seed, RunKey(entry.method, entry.target, config.figures.fig1.latent_dim, seed))
 
 
-def eval_path(config: Config, key: PolicyKey) -> str:
-    """Where the workflow writes the evaluation of ``key`` (with Figure 1's labelled budget)."""
-    folder = key.decoder_path(config.figures.fig1.labelled_budget) if key.lam else key.path
-    return f"{folder}/eval.json"
-
-
 def fig1_evaluations(config: Config) -> dict[str, list[str]]:
     """Label -> the eval.json files (one per seed) behind that bar of Figure 1."""
     fig1 = config.figures.fig1
-    return {entry.label: [eval_path(config, entry_key(config, entry, seed)) for seed in fig1.seeds]
+    return {entry.label: [entry_key(config, entry, seed).eval_path(fig1.labelled_budget) for seed in fig1.seeds]
             for entry in fig1.entries}
 
 

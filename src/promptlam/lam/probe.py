@@ -70,16 +70,17 @@ def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], ridg
     lacks). The noise probe also reports ``true_action``, the executed action itself as the
     feature: the floor for any latent, since the expert partly compensates correlated noise.
     """
-    fit = fit | {f"{name}+state": np.concatenate([fit[name], fit["state"]], axis=1) for name in latents}
-    held = held | {f"{name}+state": np.concatenate([held[name], held["state"]], axis=1) for name in latents}
+    def with_derived(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        combined = {f"{name}+state": np.concatenate([columns[name], columns["state"]], axis=1) for name in latents}
+        return columns | combined | {"true_action": columns["action"]}
+
+    fit, held = with_derived(fit), with_derived(held)
     features = (*latents, "state", *(f"{name}+state" for name in latents))
     results = {}
     for name in ("action", "noise"):
         varies = fit[name].std(axis=0) > 1e-9  # e.g. no gripper noise: nothing to predict there
         y_fit, y_held = fit[name][:, varies], held[name][:, varies]
         chosen = (*features, "true_action") if name == "noise" else features
-        fit_x = fit | {"true_action": fit["action"]}
-        held_x = held | {"true_action": held["action"]}
-        results[name] = {feature: probe_mse(fit_x[feature], y_fit, held_x[feature], y_held, ridge) for feature in chosen}
+        results[name] = {feature: probe_mse(fit[feature], y_fit, held[feature], y_held, ridge) for feature in chosen}
         results[name]["variance"] = float(np.mean(y_held.var(axis=0)))
     return results

@@ -192,12 +192,7 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     by_horizon = evaluate_probes(lam, run, files, model, device)
     metrics["heldout_probe"] = by_horizon[lam.probe_horizons[0]]
     metrics["heldout_probe_by_horizon"] = {str(h): probes for h, probes in by_horizon.items()}
-    from safetensors.torch import save_file
-
-    with atomic_output(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(out / "run.json", {**record, "provenance": provenance()})
-    write_json(out / "metrics.json", metrics)
+    save_weights(out, "model.safetensors", model, record, metrics)
     data.close()
     return metrics
 
@@ -228,6 +223,18 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
     fit_data.close()
     held_data.close()
     return results
+
+
+def save_weights(folder: Path, name: str, module: torch.nn.Module, record: dict[str, Any],
+                 metrics: dict[str, Any]) -> None:
+    """Write ``folder/name`` (safetensors), ``run.json`` (the record that made it, which
+    ``load_checked_weights`` checks) and ``metrics.json``, each atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_output(folder / name) as tmp:
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    write_json(folder / "run.json", {**record, "provenance": provenance()})
+    write_json(folder / "metrics.json", metrics)
 
 
 def load_checked_weights(folder: str | Path, name: str, expected: dict[str, Any], remedy: str) -> dict[str, torch.Tensor]:
@@ -300,11 +307,15 @@ def _save_checkpoint(path: Path, accelerator: Any, model: Any, probe: Any, optim
         torch.save(state, tmp)
 
 
+def train_rollouts(config: Config, root: Path = Path(".")) -> list[Path]:
+    """The workflow's train rollout files, one per task of ``config``."""
+    return [root / f"data/rollouts/train/{task}.h5" for task in config.tasks]
+
+
 def task_files(config: Config, run: RunKey, root: Path = Path(".")) -> list[TaskFiles]:
     """The standard artifact paths of a run's inputs, one entry per task."""
-    return [TaskFiles(root / f"data/rollouts/train/{task}.h5",
-                      root / f"data/targets/{run.target}/{task}.h5" if run.method == "target" else None)
-            for task in config.tasks]
+    return [TaskFiles(rollouts, root / f"data/targets/{run.target}/{task}.h5" if run.method == "target" else None)
+            for task, rollouts in zip(config.tasks, train_rollouts(config, root))]
 
 
 def all_runs(config: Config) -> list[RunKey]:

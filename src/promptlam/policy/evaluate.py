@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from promptlam.config import Config, validate_config
+from promptlam.config import Config
 from promptlam.io import atomic_output, progress_bar, write_json
-from promptlam.lam.train import RunKey
 from promptlam.policy.train import PolicyKey, decoder_record, load_decoder, load_policy, policy_record
 from promptlam.provenance import provenance
 
@@ -32,10 +31,10 @@ EVAL_STREAM = "online-eval"
 
 @dataclass(frozen=True)
 class EvalJob:
-    """Everything a worker process needs to run some episodes of one task (plain, picklable data)."""
+    """Everything a worker process needs to run some episodes of one task (all picklable)."""
 
-    config: dict[str, Any]
-    key: tuple[int, tuple | None]
+    config: Config
+    key: PolicyKey
     budget: int | None
     tasks: tuple[str, ...]
     task: str
@@ -46,11 +45,6 @@ class EvalJob:
     max_steps: int | None
     video_dir: str | None
     videos: int
-
-
-def policy_key(key: tuple[int, tuple | None]) -> PolicyKey:
-    seed, lam = key
-    return PolicyKey(seed, RunKey(*lam) if lam else None)
 
 
 def _frame_stack_tensor(frames: deque) -> np.ndarray:
@@ -65,8 +59,7 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     from promptlam.envs.factory import episode_seed, make_eval_env
 
     torch.set_num_threads(1)
-    config = validate_config(job.config, "evaluation job")
-    key = policy_key(job.key)
+    config, key = job.config, job.key
     env = make_eval_env(job.rollouts, distractors=key.frames != "clean", max_steps=job.max_steps, task=job.task)
     policy = load_policy(job.policy_dir, config, key, list(job.tasks), env.render_config.resolution)
     decoder = load_decoder(job.decoder_dir, config, key, job.budget, list(job.tasks)) if job.decoder_dir else None
@@ -136,11 +129,10 @@ def evaluate(config: Config, key: PolicyKey, tasks: list[str], rollouts: list[Pa
     workers = workers or evaluation.workers or len(os.sched_getaffinity(0))
     workers = max(1, min(workers, len(tasks) * evaluation.episodes))
     per_task = max(1, workers // len(tasks)) if workers >= len(tasks) else 1
-    lam = key.lam
     jobs = [
-        EvalJob(config.model_dump(mode="json"), (key.seed, tuple(lam.__dict__.values()) if lam else None), budget,
-                tuple(tasks), task, str(path), str(policy_dir), str(decoder_dir) if decoder_dir else None, chunk,
-                evaluation.max_steps, str(out.parent / "videos"), evaluation.videos)
+        EvalJob(config, key, budget, tuple(tasks), task, str(path), str(policy_dir),
+                str(decoder_dir) if decoder_dir else None, chunk, evaluation.max_steps, str(out.parent / "videos"),
+                evaluation.videos)
         for task, path in zip(tasks, rollouts)
         for chunk in _split(list(range(evaluation.episodes)), per_task)
     ]

@@ -25,12 +25,11 @@ from promptlam.config import Config
 from promptlam.data.labelled import LabelledSubset
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.errors import UserError
-from promptlam.io import atomic_output, progress_bar, write_json
+from promptlam.io import progress_bar
 from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData
-from promptlam.lam.train import RunKey, load_checked_weights, load_trained, lr_factor, run_record
+from promptlam.lam.train import RunKey, load_checked_weights, load_trained, lr_factor, run_record, save_weights
 from promptlam.policy.models import Policy, action_decoder
-from promptlam.provenance import provenance
 from promptlam.seeding import derive_seed, rng
 from promptlam.tasks import ACTION_DIM
 
@@ -47,7 +46,13 @@ class PolicyKey:
         return f"{self.lam.path}/bc" if self.lam else f"runs/bc-actions/s{self.seed}"
 
     def decoder_path(self, budget: int) -> str:
-        return f"{self.path.removesuffix('/bc')}/decoder/n{budget}"
+        if self.lam is None:
+            raise ValueError("the true-action policy has no decoder")
+        return f"{self.lam.path}/decoder/n{budget}"
+
+    def eval_path(self, budget: int | None) -> str:
+        """Where its evaluation goes: beside the decoder of ``budget``, or the true-action policy."""
+        return f"{self.decoder_path(budget) if self.lam else self.path}/eval.json"
 
     @property
     def frames(self) -> str:
@@ -76,15 +81,6 @@ def _accelerator():
 
     cuda = torch.cuda.is_available()
     return Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
-
-
-def _save(out: Path, name: str, module: torch.nn.Module, record: dict[str, Any], metrics: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_output(out / name) as tmp:
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    write_json(out / "run.json", {**record, "provenance": provenance()})
-    write_json(out / "metrics.json", metrics)
 
 
 def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: str | Path, tasks: list[str],
@@ -133,7 +129,7 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
     if idm is not None:
         metrics["label_variance"] = _latent_variance(idm, data, key.seed, device)
     data.close()
-    _save(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
+    save_weights(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
     return metrics
 
 
@@ -214,5 +210,5 @@ def train_decoder(config: Config, key: PolicyKey, budget: int, labelled: list[Pa
     metrics = {"budget": budget, "transitions": len(x), "updates": decoder_config.updates,
                "train_mse": train_mse, "action_variance": float(actions.var(axis=0).mean()),
                "final_batch_loss": float(np.mean(losses[-50:]))}
-    _save(Path(out_dir), "decoder.safetensors", decoder, decoder_record(config, key, budget, tasks), metrics)
+    save_weights(Path(out_dir), "decoder.safetensors", decoder, decoder_record(config, key, budget, tasks), metrics)
     return metrics
