@@ -7,13 +7,18 @@ PROMPTLAM = f"{shlex.quote(sys.executable)} -m promptlam"
 """How rules call the CLI: with the interpreter running Snakemake, whatever PATH says."""
 
 
-def section_json(*names):
-    """The named config sections as a JSON string: what a rule hands its CLI via --config-json.
+def config_json(sections):
+    """Config sections as a canonical JSON string: what a rule hands its CLI via --config-json.
 
-    Passing only the sections a stage reads keeps Snakemake from rerunning it when an unrelated
-    key changes (params are part of a job's rerun triggers).
+    Passing only what a stage reads keeps Snakemake from rerunning it when an unrelated key
+    changes (params are part of a job's rerun triggers).
     """
-    return json.dumps(CFG.section(*names), sort_keys=True, separators=(",", ":"))
+    return json.dumps(sections, sort_keys=True, separators=(",", ":"))
+
+
+def section_json(*names):
+    """The named top-level config sections, as `config_json`."""
+    return config_json(CFG.section(*names))
 
 
 TASKS = list(CFG.tasks)

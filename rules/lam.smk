@@ -28,7 +28,7 @@ def run_section(wildcards, *stages):
     target = getattr(wildcards, "target", None)
     if target in CFG.targets:
         section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}
-    return json.dumps(section, sort_keys=True, separators=(",", ":"))
+    return config_json(section)
 
 
 rule lam:

@@ -1,8 +1,6 @@
 # Stage 1: Distracting MetaWorld rollouts, labelled subsets and previews.
 # One job per task and split: one rendering env (one GL context) per process.
 
-from promptlam.config import ROLLOUT_SECTIONS
-
 ROLLOUT_SPLITS = ["train"] + (["eval"] if CFG.rollouts.eval_trajectories > 0 else [])
 
 
@@ -16,7 +14,7 @@ rule rollouts:
     output:
         "data/rollouts/{split}/{task}.h5",
     params:
-        config=section_json(*ROLLOUT_SECTIONS),
+        config=config_json(CFG.rollout_section()),
     log:
         "logs/rollouts/{split}/{task}.log",
     benchmark:

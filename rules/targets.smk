@@ -13,8 +13,7 @@ wildcard_constraints:
 
 def target_section(name):
     """JSON of what target `name` depends on: editing another target reruns nothing here."""
-    return json.dumps({"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}},
-                      sort_keys=True, separators=(",", ":"))
+    return config_json({"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}})
 
 
 def target_inputs(wildcards):

@@ -21,6 +21,18 @@ def test_defaults_are_valid_and_paper_scale():
     assert config.rollouts.labelled_budgets == [2, 4, 8, 16, 32, 64, 128]
 
 
+def test_rollout_record_ignores_labelled_budgets():
+    """Adding a labelled budget must not change what a rollout depends on (a rule parameter)."""
+    few = validate_config({"rollouts": {"train_trajectories": 8, "labelled_budgets": [2]}})
+    more = validate_config({"rollouts": {"train_trajectories": 8, "labelled_budgets": [2, 4, 8]}})
+    assert few.rollout_section() == more.rollout_section()
+    assert set(few.rollout_section()) == {"seed", "render", "distractors", "rollouts"}
+    noisier = validate_config({"rollouts": {"train_trajectories": 8, "labelled_budgets": [2],
+                                            "action_noise": {"std": 0.3}}})
+    assert noisier.rollout_section() != few.rollout_section()
+    validate_config(few.rollout_section())  # a recorded rollout config validates on its own
+
+
 def test_config_yaml_is_the_defaults_written_out():
     config = load_config([REPO / "config.yaml"])
     assert config.model_copy(update={"targets": Config().targets}) == Config()

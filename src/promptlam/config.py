@@ -172,7 +172,8 @@ class RolloutsConfig(Section):
 
     labelled_budgets: list[int] = Field(default_factory=lambda: [2, 4, 8, 16, 32, 64, 128])
     """Sizes of the labelled subsets (trajectories per task) drawn from the train split; each is
-    a prefix of one seeded permutation, so smaller budgets are subsets of larger ones."""
+    a prefix of one seeded permutation, so smaller budgets are subsets of larger ones. Adding a
+    budget draws its subsets only: no rollout is collected again."""
 
     storage: StorageConfig = StorageConfig()
     """File layout settings."""
@@ -643,6 +644,17 @@ class Config(Section):
         """The named top-level sections as plain data, e.g. to pass a stage only what it reads."""
         dumped = self.model_dump(mode="json")
         return {name: dumped[name] for name in names}
+
+    def rollout_section(self) -> dict[str, Any]:
+        """What one rollout file depends on and records (`ROLLOUT_SECTIONS`).
+
+        `rollouts.labelled_budgets` is blanked: which labelled subsets are drawn later changes no
+        rollout, and as a rule parameter it would make Snakemake re-collect every rollout (and
+        retrain everything after) when a budget is added.
+        """
+        section = self.section(*ROLLOUT_SECTIONS)
+        section["rollouts"]["labelled_budgets"] = []
+        return section
 
 
 # ---------------------------------------------------------------------------------- load / dump

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from promptlam.config import ROLLOUT_SECTIONS, ActionNoiseConfig, Config, RolloutsConfig
+from promptlam.config import ActionNoiseConfig, Config, RolloutsConfig
 from promptlam.data.rollout_file import RolloutWriter
 from promptlam.envs.distracting import DistractingMetaWorld, expert_policy
 from promptlam.envs.factory import episode_seed, make_env
@@ -126,7 +126,7 @@ def collect(config: Config, task: str, split: str, out: str | Path, trajectories
     try:
         writer = RolloutWriter(
             out, task=task, split=split, resolution=config.render.resolution,
-            config=config.section(*ROLLOUT_SECTIONS), provenance=provenance(),
+            config=config.rollout_section(), provenance=provenance(),
             storage=config.rollouts.storage,
         )
         with writer:
