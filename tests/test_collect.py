@@ -13,7 +13,7 @@ from conftest import tiny_config
 def test_rows_are_aligned_and_actions_recorded(rollout_path, config):
     with RolloutFile(rollout_path) as f:
         assert f.task == "reach-v3" and f.split == "train" and f.n_trajectories == 4
-        assert f.config == config.section("seed", "render", "distractors", "rollouts")
+        assert f.config == config.rollout_section()
         lengths = f.trajectories["length"]
         assert (lengths >= 2).all() and (lengths <= config.rollouts.episode.max_steps + 1).all()
         for index in range(f.n_trajectories):
