@@ -24,6 +24,7 @@ from promptlam.policy.evaluate import EVAL_STREAM
 def success_rate(rollouts: Path, action_source: str, episodes: int, seed: int) -> float:
     env = make_eval_env(rollouts)
     task = env.task
+    shape = env.action_space.shape
     successes = 0
     try:
         for index in range(episodes):
@@ -31,7 +32,6 @@ def success_rate(rollouts: Path, action_source: str, episodes: int, seed: int) -
             env.reset(seed=episode)
             rng = np.random.default_rng(episode)
             while True:
-                shape = env.action_space.shape
                 action = rng.uniform(-1, 1, shape) if action_source == "random" else np.zeros(shape)
                 _, _, _, truncated, info = env.step(action.astype(np.float32))
                 if info["success"]:
