@@ -18,27 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from promptlam.envs.factory import episode_seed, make_eval_env
-from promptlam.policy.evaluate import EVAL_STREAM
+from promptlam.policy.evaluate import EVAL_STREAM, play_episode
 
 
 def success_rate(rollouts: Path, action_source: str, episodes: int, seed: int) -> float:
     env = make_eval_env(rollouts)
-    task = env.task
     shape = env.action_space.shape
     successes = 0
     try:
         for index in range(episodes):
-            episode = episode_seed(seed, task, EVAL_STREAM, index)
-            env.reset(seed=episode)
+            episode = episode_seed(seed, env.task, EVAL_STREAM, index)
             rng = np.random.default_rng(episode)
-            while True:
-                action = rng.uniform(-1, 1, shape) if action_source == "random" else np.zeros(shape)
-                _, _, _, truncated, info = env.step(action.astype(np.float32))
-                if info["success"]:
-                    successes += 1
-                    break
-                if truncated:
-                    break
+            act = ((lambda _frames: rng.uniform(-1, 1, shape).astype(np.float32)) if action_source == "random"
+                   else (lambda _frames: np.zeros(shape, np.float32)))
+            result, _ = play_episode(env, episode, act, stack=1)
+            successes += result["success"]
     finally:
         env.close()
     return successes / episodes

@@ -152,8 +152,9 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
     run = RunKey(args.method, args.target, args.latent_dim, args.seed)
     if args.method == "laom" and args.target != "ema" or args.method != "laom" and args.target not in config.targets:
         raise UserError(f"--target: {args.target!r} is not a target of the config (laom uses 'ema')")
-    out = Path(args.out or run.path)
-    metrics = train_run(config, run, task_files(config, run, Path(args.root)), out, list(config.tasks),
+    root = Path(args.root)
+    out = Path(args.out or root / run.path)
+    metrics = train_run(config, run, task_files(config, run, root), out, list(config.tasks),
                         workers=args.workers)
     if metrics.get("heldout_probe"):
         print(f"{out}: {heldout_summary(metrics)}")
@@ -183,9 +184,10 @@ def cmd_policy_bc(args: argparse.Namespace) -> None:
 
     config = _config(args)
     key = _policy_key(args, config)
-    out = Path(args.out or key.path)
-    lam_dir = Path(args.root) / key.lam.path if key.lam else None
-    metrics = train_policy(config, key, train_rollouts(config, Path(args.root)), out, list(config.tasks), lam_dir)
+    root = Path(args.root)
+    out = Path(args.out or root / key.path)
+    lam_dir = root / key.lam.path if key.lam else None
+    metrics = train_policy(config, key, train_rollouts(config, root), out, list(config.tasks), lam_dir)
     print(f"{out}: behaviour cloning loss {metrics['final_loss']:.4f}")
 
 
@@ -197,10 +199,11 @@ def cmd_policy_decoder(args: argparse.Namespace) -> None:
     key = _policy_key(args, config)
     if key.lam is None:
         raise UserError("--method bc-actions: the true-action policy needs no decoder")
-    labelled = [Path(args.root) / f"data/labelled/{args.budget}/{task}.h5" for task in config.tasks]
-    out = Path(args.out or key.decoder_path(args.budget))
-    metrics = train_decoder(config, key, args.budget, labelled, train_rollouts(config, Path(args.root)),
-                            Path(args.root) / key.path, out, list(config.tasks))
+    root = Path(args.root)
+    labelled = [root / f"data/labelled/{args.budget}/{task}.h5" for task in config.tasks]
+    out = Path(args.out or root / key.decoder_path(args.budget))
+    metrics = train_decoder(config, key, args.budget, labelled, train_rollouts(config, root), root / key.path, out,
+                            list(config.tasks))
     print(f"{out}: decoder MSE {metrics['train_mse']:.4f} on {metrics['transitions']} labelled transitions "
           f"(action variance {metrics['action_variance']:.4f})")
 
@@ -214,7 +217,7 @@ def cmd_policy_evaluate(args: argparse.Namespace) -> None:
     root = Path(args.root)
     decoder_dir = root / key.decoder_path(args.budget) if key.lam else None
     out = Path(args.out or root / key.eval_path(args.budget))
-    result = evaluate(config, key, list(config.tasks), train_rollouts(config, Path(args.root)), root / key.path, out,
+    result = evaluate(config, key, list(config.tasks), train_rollouts(config, root), root / key.path, out,
                       args.budget if key.lam else None, decoder_dir, args.workers)
     rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
     print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")
@@ -293,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--latent-dim", required=True, type=int)
     sub.add_argument("--seed", required=True, type=int)
     sub.add_argument("--root", default=".", help="folder holding data/ (the workflow's working directory)")
-    sub.add_argument("--out", help="run folder (default runs/lam/{method}/{target}/ld{dim}/s{seed})")
+    sub.add_argument("--out", help="run folder (default: runs/lam/{method}/{target}/ld{dim}/s{seed} under --root)")
     sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
 
     policy = stages.add_parser("policy", help="behaviour cloning, action decoders, online evaluation").add_subparsers(dest="command", required=True)
@@ -310,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command(policy, "bc", cmd_policy_bc, "behaviour-clone a LAM's latent actions (or the true actions)", config=True)
     policy_args(sub, budget=False)
-    sub.add_argument("--out", help="folder to write (default runs/lam/.../bc or runs/bc-actions/s{seed})")
+    sub.add_argument("--out", help="folder to write (default: runs/lam/.../bc or runs/bc-actions/s{seed} under --root)")
     sub = command(policy, "decoder", cmd_policy_decoder, "fit the latent -> action decoder on a labelled budget", config=True)
     policy_args(sub, budget=True)
-    sub.add_argument("--out", help="folder to write (default runs/lam/.../decoder/n{budget})")
+    sub.add_argument("--out", help="folder to write (default: runs/lam/.../decoder/n{budget} under --root)")
     sub = command(policy, "evaluate", cmd_policy_evaluate, "roll the (decoded) policy out in the online env", config=True)
     policy_args(sub, budget=True)
     sub.add_argument("--out", help="eval.json to write (default: in the decoder's or policy's folder)")

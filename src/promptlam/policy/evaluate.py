@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -52,6 +53,29 @@ def _frame_stack_tensor(frames: deque) -> np.ndarray:
     return np.concatenate([frame.transpose(2, 0, 1) for frame in frames])
 
 
+def play_episode(env: Any, seed: int, act: Callable[[deque], np.ndarray], stack: int,
+                 record: bool = False) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+    """One online episode from ``seed``, ending at the first success or when the env truncates.
+
+    ``act`` maps the last ``stack`` frames (a deque, oldest first) to an action. Returns the
+    episode's seed, success, steps and return, and its frames when ``record``.
+    """
+    observation, _ = env.reset(seed=seed)
+    frames = deque([observation["pixels"]] * stack, maxlen=stack)
+    recorded = [observation["pixels"]] if record else None
+    steps, total_reward = 0, 0.0
+    while True:
+        observation, reward, _, truncated, info = env.step(act(frames))
+        steps += 1
+        total_reward += reward
+        frames.append(observation["pixels"])
+        if recorded is not None:
+            recorded.append(observation["pixels"])
+        if info["success"] or truncated:
+            break
+    return {"seed": seed, "success": bool(info["success"]), "steps": steps, "return": round(total_reward, 4)}, recorded
+
+
 def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     """Worker: build the env and the policy once, then run the job's episodes."""
     import torch
@@ -64,34 +88,20 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     policy = load_policy(job.policy_dir, config, key, list(job.tasks), env.render_config.resolution)
     decoder = load_decoder(job.decoder_dir, config, key, job.budget, list(job.tasks)) if job.decoder_dir else None
     task_index = torch.tensor([job.tasks.index(job.task)])
-    stack = config.lam.frame_stack
+
+    def act(frames: deque) -> np.ndarray:
+        with torch.no_grad():
+            output = policy(torch.from_numpy(_frame_stack_tensor(frames))[None], task_index)
+            return (decoder(output) if decoder is not None else output)[0].numpy()
+
     results = []
     try:
         for index in job.episodes:
             seed = episode_seed(config.seed, job.task, EVAL_STREAM, index)
-            observation, info = env.reset(seed=seed)
-            frames = deque([observation["pixels"]] * stack, maxlen=stack)
-            recorded = [observation["pixels"]] if index < job.videos else None
-            success, steps, total_reward = False, 0, 0.0
-            while True:
-                with torch.no_grad():
-                    output = policy(torch.from_numpy(_frame_stack_tensor(frames))[None], task_index)
-                    action = decoder(output) if decoder is not None else output
-                observation, reward, _, truncated, info = env.step(action[0].numpy())
-                steps += 1
-                total_reward += reward
-                frames.append(observation["pixels"])
-                if recorded is not None:
-                    recorded.append(observation["pixels"])
-                if info["success"]:
-                    success = True
-                    break
-                if truncated:
-                    break
+            episode, recorded = play_episode(env, seed, act, config.lam.frame_stack, record=index < job.videos)
             if recorded is not None and job.video_dir:
                 _write_gif(Path(job.video_dir) / f"{job.task}-episode{index}.gif", recorded)
-            results.append({"task": job.task, "index": index, "seed": seed, "success": success, "steps": steps,
-                            "return": round(total_reward, 4)})
+            results.append({"task": job.task, "index": index, **episode})
     finally:
         env.close()
     return results
