@@ -29,7 +29,8 @@ from promptlam.config import load_config
 from promptlam.data.collect import collect
 from promptlam.data.rollout_file import RolloutFile, RolloutWriter, TRAJECTORY_FIELDS, row_fields
 from promptlam.lam.data import TaskFiles
-from promptlam.lam.train import RunKey, build_data, build_model, train_run
+from promptlam.lam.train import build_data, build_model, train_run
+from promptlam.runs import RunKey
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,10 +57,11 @@ import json, resource, sys
 from pathlib import Path
 from promptlam.config import load_config
 from promptlam.lam.data import TaskFiles
-from promptlam.lam.train import RunKey, train_run
+from promptlam.lam.train import train_run
+from promptlam.runs import RunKey
 config = load_config({config_paths!r}, ['{{"lam": {{"steps": {steps}, "log_every": {steps}, "checkpoint_every": {steps}}}}}'])
 files = [TaskFiles(p) for p in sorted(Path({str(data_root)!r}).glob("*.h5"))]
-train_run(config, RunKey("lapo", "pixels", 16, 0), files, Path({str(data_root)!r}) / "run", [f.rollouts.stem for f in files], progress=False)
+train_run(config, RunKey("lapo", "pixels", "absolute", 16, 0), files, Path({str(data_root)!r}) / "run", [f.rollouts.stem for f in files], progress=False)
 print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
     # Each child reports its own peak (the children's rusage is a maximum over all of them).
@@ -79,7 +81,7 @@ def main() -> None:
     config = load_config(config_paths)
     lam = config.lam.model_copy(update={"steps": args.steps, "log_every": args.steps, "checkpoint_every": args.steps})
     config = config.model_copy(update={"lam": lam})
-    run = RunKey("lapo", "pixels", 16, 0)
+    run = RunKey("lapo", "pixels", "absolute", 16, 0)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -89,13 +91,13 @@ def main() -> None:
             collect(config, task, "train", path, progress=False)
             files.append(TaskFiles(path))
         # Bare: the same model and optimiser on batches read beforehand.
-        data = build_data(lam, run, files)
-        model = build_model(lam, run, data, "lam-init")
+        data = build_data(config, run, files)
+        model = build_model(config, run, data, "lam-init")
         optimizer = torch.optim.AdamW(model.parameters(), lr=lam.learning_rate)
         batches = [data.batch(*data.sample(run.seed, step, lam.batch_size)) for step in range(args.steps)]
         began = time.perf_counter()
         for batch in batches:
-            output = model(batch["obs"], batch["future"], batch["next_obs"])
+            output = model(batch)
             optimizer.zero_grad()
             output.loss.backward()
             optimizer.step()

@@ -3,6 +3,8 @@ import json
 import shlex
 import sys
 
+from promptlam.runs import LABELLED, ROLLOUTS, TARGET
+
 PROMPTLAM = f"{shlex.quote(sys.executable)} -m promptlam"
 """How rules call the CLI: with the interpreter running Snakemake, whatever PATH says."""
 
@@ -22,3 +24,4 @@ def section_json(*names):
 
 
 TASKS = list(CFG.tasks)
+TRAIN_ROLLOUTS = expand(ROLLOUTS, split="train", task=TASKS)

@@ -1,16 +1,18 @@
-# Figures and the tables behind them: one rule each, from the evaluation files.
+# Figures and the tables behind them: one rule each, from the evaluation and metrics files.
 
-from promptlam.figures import fig1_evaluations
+from promptlam.figures import fig1_inputs
 
 
 rule fig1:
     input:
-        [path for paths in fig1_evaluations(CFG).values() for path in paths],
+        fig1_inputs(CFG),
     output:
         pdf="figures/fig1.pdf",
         csv="figures/fig1.csv",
     params:
-        config=lambda wildcards: section_json("seed", "tasks", "rollouts", "targets", "lam", "figures"),
+        config=lambda wildcards: section_json(
+            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures"
+        ),
     log:
         "logs/figures/fig1.log",
     resources:

@@ -1,22 +1,35 @@
-# Stage 3: latent action models. One job per run: runs/lam/{method}/{target}/ld{dim}/s{seed}/.
-# A job reads the train rollouts of every task (and, for method `target`, the target files) and
-# resumes from its checkpoint when restarted.
+# Stage 3: latent action models. One job per run: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}/
+# (promptlam.runs.LAM_RUN). A job reads the train rollouts of every task (and, for vector-head
+# methods, the target files) and resumes from its checkpoint when restarted.
 
-from promptlam.lam.train import all_runs
+from promptlam.methods import FORMULATIONS, METHODS
+from promptlam.runs import LAM_RUN, RunKey, all_runs
 
 LAM_RUNS = all_runs(CFG)
 
 
 wildcard_constraints:
-    method="lapo|lapo-clean|laom|target",
+    method="|".join(METHODS),
+    formulation="|".join(FORMULATIONS),
     dim=r"\d+",
     seed=r"\d+",
 
 
+def run_key(wildcards):
+    return RunKey(
+        wildcards.method,
+        wildcards.target,
+        wildcards.formulation,
+        int(wildcards.dim),
+        int(wildcards.seed),
+    )
+
+
 def lam_inputs(wildcards):
-    inputs = {"rollouts": expand("data/rollouts/train/{task}.h5", task=TASKS)}
-    if wildcards.method == "target":
-        inputs["targets"] = expand("data/targets/{target}/{task}.h5", target=wildcards.target, task=TASKS)
+    inputs = {"rollouts": TRAIN_ROLLOUTS}
+    targets = run_key(wildcards).target_paths(CFG)
+    if targets:
+        inputs["targets"] = [str(path) for path in targets]
     return inputs
 
 
@@ -31,28 +44,39 @@ def run_section(wildcards, *stages):
     return config_json(section)
 
 
+def run_args(wildcards):
+    """The CLI arguments that name a LAM run."""
+    return (
+        f"--method {wildcards.method} --target {wildcards.target} --formulation {wildcards.formulation}"
+        f" --latent-dim {wildcards.dim} --seed {wildcards.seed}"
+    )
+
+
 rule lam:
     input:
         unpack(lam_inputs),
     output:
-        metrics="runs/lam/{method}/{target}/ld{dim}/s{seed}/metrics.json",
-        model="runs/lam/{method}/{target}/ld{dim}/s{seed}/model.safetensors",
+        metrics=f"{LAM_RUN}/metrics.json",
+        model=f"{LAM_RUN}/model.safetensors",
     params:
         config=run_section,
+        args=run_args,
+        targets=lambda wildcards, input: (
+            f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
+        ),
         folder=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
-        "logs/lam/{method}/{target}/ld{dim}/s{seed}.log",
+        "logs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
     benchmark:
-        "benchmarks/lam/{method}/{target}/ld{dim}/s{seed}.tsv"
+        "benchmarks/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=720,
     shell:
-        "{PROMPTLAM} lam train --method {wildcards.method} --target {wildcards.target}"
-        " --latent-dim {wildcards.dim} --seed {wildcards.seed} --out {params.folder}"
-        " --config-json {params.config:q} > {log} 2>&1"
+        "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
+        " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
 rule lam_all:

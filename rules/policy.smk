@@ -1,16 +1,20 @@
-# Stage 4: behaviour cloning, the few-label action decoders and online evaluation.
-#   runs/lam/{method}/{target}/ld{dim}/s{seed}/bc/                  latent policy of a LAM run
-#   runs/lam/{method}/{target}/ld{dim}/s{seed}/decoder/n{budget}/   its decoder and eval.json
-#   runs/bc-actions/s{seed}/                                        true-action BC and eval.json
+# Stage 4: behaviour cloning, the few-label action decoders and online evaluation
+# (paths: promptlam.runs).
+#   {LAM_RUN}/bc/                                  latent policy of a LAM run
+#   {LAM_RUN}/decoder/n{budget}/                   its decoder and eval-{background}.json
+#   runs/bc-actions/s{seed}/                       true-action BC and eval-{background}.json
+#   runs/random-actions/eval-{background}.json     uniform random actions: the floor
 # A policy uses the seed of its LAM run. Each job checks its inputs' config records.
 
-LAM_RUN = "runs/lam/{method}/{target}/ld{dim}/s{seed}"
-TRAIN_ROLLOUTS = expand("data/rollouts/train/{task}.h5", task=TASKS)
+from promptlam.runs import BC_ACTIONS_RUN, RANDOM_EVAL
 
 
-def lam_args(wildcards):
-    return (f"--method {wildcards.method} --target {wildcards.target}"
-            f" --latent-dim {wildcards.dim} --seed {wildcards.seed}")
+wildcard_constraints:
+    background="train|eval",
+
+
+# Evaluation runs one env per process: as many as the job has cores.
+EVAL_THREADS = max(1, min(CFG.evaluation.workers or workflow.cores, workflow.cores))
 
 
 rule bc_latent:
@@ -21,26 +25,28 @@ rule bc_latent:
         f"{LAM_RUN}/bc/policy.safetensors",
     params:
         config=lambda wildcards: run_section(wildcards, "bc"),
-        args=lam_args,
+        args=run_args,
+        lam=lambda wildcards, input: os.path.dirname(input.lam),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        "logs/bc/{method}/{target}/ld{dim}/s{seed}.log",
+        "logs/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
     benchmark:
-        "benchmarks/bc/{method}/{target}/ld{dim}/s{seed}.tsv"
+        "benchmarks/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=360,
     shell:
-        "{PROMPTLAM} policy bc {params.args} --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
+        "{PROMPTLAM} policy bc {params.args} --rollouts {input.rollouts} --lam {params.lam}"
+        " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
 rule bc_actions:
     input:
         rollouts=TRAIN_ROLLOUTS,
     output:
-        "runs/bc-actions/s{seed}/policy.safetensors",
+        f"{BC_ACTIONS_RUN}/policy.safetensors",
     params:
         config=lambda wildcards: run_section(wildcards, "bc"),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
@@ -54,31 +60,33 @@ rule bc_actions:
         mem_mb=8000,
         runtime=360,
     shell:
-        "{PROMPTLAM} policy bc --method bc-actions --seed {wildcards.seed} --out {params.folder}"
-        " --config-json {params.config:q} > {log} 2>&1"
+        "{PROMPTLAM} policy bc --method bc-actions --seed {wildcards.seed} --rollouts {input.rollouts}"
+        " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
 rule decoder:
     input:
         rollouts=TRAIN_ROLLOUTS,
-        labelled=expand("data/labelled/{{budget}}/{task}.h5", task=TASKS),
+        labelled=expand(LABELLED, budget="{budget}", task=TASKS, allow_missing=True),
         policy=f"{LAM_RUN}/bc/policy.safetensors",
     output:
         f"{LAM_RUN}/decoder/n{{budget}}/decoder.safetensors",
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "decoder"),
-        args=lam_args,
+        args=run_args,
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        "logs/decoder/{method}/{target}/ld{dim}/s{seed}/n{budget}.log",
+        "logs/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
-        "benchmarks/decoder/{method}/{target}/ld{dim}/s{seed}/n{budget}.tsv"
+        "benchmarks/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PROMPTLAM} policy decoder {params.args} --budget {wildcards.budget} --out {params.folder}"
+        "{PROMPTLAM} policy decoder {params.args} --budget {wildcards.budget} --rollouts {input.rollouts}"
+        " --labelled {input.labelled} --policy {params.policy} --out {params.folder}"
         " --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -89,39 +97,64 @@ rule evaluate_latent:
         policy=f"{LAM_RUN}/bc/policy.safetensors",
         decoder=f"{LAM_RUN}/decoder/n{{budget}}/decoder.safetensors",
     output:
-        f"{LAM_RUN}/decoder/n{{budget}}/eval.json",
+        f"{LAM_RUN}/decoder/n{{budget}}/eval-{{background}}.json",
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "decoder", "evaluation", "render"),
-        args=lam_args,
+        args=run_args,
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
+        decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     log:
-        "logs/evaluate/{method}/{target}/ld{dim}/s{seed}/n{budget}.log",
+        "logs/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}-{background}.log",
     benchmark:
-        "benchmarks/evaluate/{method}/{target}/ld{dim}/s{seed}/n{budget}.tsv"
-    threads: max(1, min(CFG.evaluation.workers or workflow.cores, workflow.cores))
+        "benchmarks/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}-{background}.tsv"
+    threads: EVAL_THREADS
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --workers {threads}"
+        "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --background {wildcards.background}"
+        " --rollouts {input.rollouts} --policy {params.policy} --decoder {params.decoder} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
 
 rule evaluate_actions:
     input:
         rollouts=TRAIN_ROLLOUTS,
-        policy="runs/bc-actions/s{seed}/policy.safetensors",
+        policy=f"{BC_ACTIONS_RUN}/policy.safetensors",
     output:
-        "runs/bc-actions/s{seed}/eval.json",
+        f"{BC_ACTIONS_RUN}/eval-{{background}}.json",
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
     log:
-        "logs/evaluate/bc-actions/s{seed}.log",
+        "logs/evaluate/bc-actions/s{seed}-{background}.log",
     benchmark:
-        "benchmarks/evaluate/bc-actions/s{seed}.tsv"
-    threads: max(1, min(CFG.evaluation.workers or workflow.cores, workflow.cores))
+        "benchmarks/evaluate/bc-actions/s{seed}-{background}.tsv"
+    threads: EVAL_THREADS
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --workers {threads}"
+        "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --background {wildcards.background}"
+        " --rollouts {input.rollouts} --policy {params.policy} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
+
+
+rule evaluate_random:
+    input:
+        rollouts=TRAIN_ROLLOUTS,
+    output:
+        RANDOM_EVAL,
+    params:
+        config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
+    log:
+        "logs/evaluate/random-actions/{background}.log",
+    benchmark:
+        "benchmarks/evaluate/random-actions/{background}.tsv"
+    threads: EVAL_THREADS
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    shell:
+        "{PROMPTLAM} policy random --background {wildcards.background} --rollouts {input.rollouts}"
+        " --workers {threads} --out {output} --config-json {params.config:q} > {log} 2>&1"

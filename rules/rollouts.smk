@@ -12,7 +12,7 @@ wildcard_constraints:
 
 rule rollouts:
     output:
-        "data/rollouts/{split}/{task}.h5",
+        ROLLOUTS,
     params:
         config=config_json(CFG.rollout_section()),
     log:
@@ -30,9 +30,9 @@ rule rollouts:
 
 rule labelled_subset:
     input:
-        "data/rollouts/train/{task}.h5",
+        ROLLOUTS.format(split="train", task="{task}"),
     output:
-        "data/labelled/{budget}/{task}.h5",
+        LABELLED,
     params:
         config=section_json("seed"),
     log:
@@ -47,7 +47,7 @@ rule labelled_subset:
 
 rule rollout_preview:
     input:
-        "data/rollouts/{split}/{task}.h5",
+        ROLLOUTS,
     output:
         sheet="data/previews/{split}/{task}.png",
         gif="data/previews/{split}/{task}.gif",
@@ -63,6 +63,6 @@ rule rollout_preview:
 
 rule rollouts_all:
     input:
-        expand("data/rollouts/{split}/{task}.h5", split=ROLLOUT_SPLITS, task=TASKS),
-        expand("data/labelled/{budget}/{task}.h5", budget=CFG.rollouts.labelled_budgets, task=TASKS),
+        expand(ROLLOUTS, split=ROLLOUT_SPLITS, task=TASKS),
+        expand(LABELLED, budget=CFG.rollouts.labelled_budgets, task=TASKS),
         expand("data/previews/{split}/{task}.png", split=ROLLOUT_SPLITS, task=TASKS),

@@ -17,7 +17,7 @@ def target_section(name):
 
 
 def target_inputs(wildcards):
-    inputs = {"rollouts": f"data/rollouts/train/{wildcards.task}.h5"}
+    inputs = {"rollouts": ROLLOUTS.format(split="train", task=wildcards.task)}
     target = CFG.targets[wildcards.target]
     if target.kind in MODEL_KINDS and target.model.startswith(TINY_MODELS):
         inputs["model"] = target.model
@@ -41,7 +41,7 @@ rule target:
     input:
         unpack(target_inputs),
     output:
-        "data/targets/{target}/{task}.h5",
+        TARGET,
     params:
         config=lambda wildcards: target_section(wildcards.target),
     log:
@@ -60,4 +60,4 @@ rule target:
 
 rule targets_all:
     input:
-        expand("data/targets/{target}/{task}.h5", target=list(CFG.targets), task=TASKS),
+        expand(TARGET, target=list(CFG.targets), task=TASKS),

@@ -19,7 +19,8 @@ def test_rows_are_aligned_and_actions_recorded(rollout_path, config):
         for index in range(f.n_trajectories):
             t = f.trajectory(index)
             np.testing.assert_array_equal(t["action"][-1], 0)  # the last frame takes no action
-            expected = np.clip(t["expert_action"][:-1] + t["action_noise"][:-1], -1, 1)
+            # The noise perturbs the clipped expert action (data/collect.py).
+            expected = np.clip(np.clip(t["expert_action"][:-1], -1, 1) + t["action_noise"][:-1], -1, 1)
             np.testing.assert_allclose(t["action"][:-1], expected, atol=1e-6)
             assert (t["action_noise"][:-1, 3] == 0).all()  # gripper noise is off by default
             assert bool(t["success"].any()) == bool(f.trajectories["success"][index])

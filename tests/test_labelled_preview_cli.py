@@ -56,6 +56,12 @@ def test_eval_env_uses_eval_videos_and_the_recorded_settings(rollout_path, confi
         assert env.action_repeat == config.rollouts.action_repeat
     finally:
         env.close()
+    seen = make_eval_env(rollout_path, "train")  # the training data's background videos
+    try:
+        seen.reset(seed=0)
+        assert seen.split == "train" and seen.episode.video.startswith("procedural-train-")
+    finally:
+        seen.close()
     clean_env = make_eval_env(rollout_path, distractors=False)
     try:
         observation, _ = clean_env.reset(seed=0)

@@ -4,14 +4,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from promptlam.config import validate_config
 from promptlam.data.labelled import write_labelled_subset
 from promptlam.errors import UserError
-from promptlam.lam.data import TaskFiles
-from promptlam.lam.train import RunKey, train_run
+from promptlam.lam.data import TaskFiles, TransitionData
+from promptlam.lam.train import load_trained, train_run
 from promptlam.policy.evaluate import evaluate
-from promptlam.policy.train import PolicyKey, load_policy, train_decoder, train_policy
+from promptlam.policy.train import label_transitions, load_policy, train_decoder, train_policy
+from promptlam.runs import PolicyKey, RunKey
 
 from conftest import TINY
 
@@ -37,7 +39,7 @@ def trained(tmp_path_factory, rollout_path):
     """A LAM run, its latent policy and a decoder on two labelled trajectories, in one folder tree."""
     root = tmp_path_factory.mktemp("downstream")
     config = small_config()
-    key = PolicyKey(0, RunKey("lapo", "pixels", 8, 0))
+    key = PolicyKey(0, RunKey("lapo", "pixels", "absolute", 8, 0))
     train_run(config, key.lam, [TaskFiles(rollout_path)], root / key.lam.path, TASKS, progress=False)
     bc = train_policy(config, key, [rollout_path], root / key.path, TASKS, root / key.lam.path, progress=False)
     labelled = root / "labelled.h5"
@@ -48,6 +50,7 @@ def trained(tmp_path_factory, rollout_path):
 
 def test_latent_policy_and_decoder_train(trained):
     assert np.isfinite(trained["bc"]["final_loss"]) and trained["bc"]["label_variance"] > 0
+    assert trained["bc"]["label_seconds"] >= 0
     assert [row["step"] for row in trained["bc"]["curve"]] == [2, 4]
     decoder = trained["decoder"]
     assert decoder["budget"] == 2 and decoder["transitions"] > 0 and np.isfinite(decoder["train_mse"])
@@ -62,9 +65,23 @@ def test_true_action_policy_fits_its_batches_better_with_training(tmp_path, roll
     assert longer["final_loss"] < short["curve"][0]["loss"]
 
 
-def _evaluate(trained, out, workers):
+def test_transitions_are_labelled_once_by_the_frozen_idm(trained, rollout_path):
+    """Each transition's label is the IDM's latent of (o_t, o_{t+1}), at the transition's flat
+    index, the index a BC batch carries."""
+    root, key, config = trained["root"], trained["key"], trained["config"]
+    data = TransitionData([TaskFiles(rollout_path)], config.lam.frame_stack, 1)
+    idm = load_trained(root / key.lam.path, config, key.lam, TASKS, data.frame_size)
+    labels = label_transitions(idm, data, torch.device("cpu"), progress=False, batch_size=5)
+    assert labels.shape == (len(data), 8)
+    batch = data.batch(*data.sample(seed=0, step=3, batch_size=7))
+    with torch.no_grad():
+        direct = idm.infer_latent(batch["obs"], batch["future"])[0]
+    torch.testing.assert_close(labels[batch["index"]], direct, rtol=1e-5, atol=1e-5)
+
+
+def _evaluate(trained, out, workers, background="eval"):
     root, key = trained["root"], trained["key"]
-    return evaluate(trained["config"], key, TASKS, [trained["rollouts"]], root / key.path, out, 2,
+    return evaluate(trained["config"], key, TASKS, [trained["rollouts"]], out, background, root / key.path, 2,
                     root / key.decoder_path(2), workers=workers, progress=False)
 
 
@@ -80,11 +97,26 @@ def test_evaluation_is_reproducible_per_episode_whatever_the_processes(trained, 
     assert alone["success_rate"] == np.mean([e["success"] for e in episodes])
     written = json.loads((tmp_path / "one/eval.json").read_text())
     assert written["record"]["budget"] == 2 and written["episodes_per_task"] == 3
-    gif = tmp_path / "one/videos/reach-v3-episode0.gif"
+    assert written["background"] == "eval"
+    gif = tmp_path / "one/videos/reach-v3-eval-episode0.gif"
     import imageio.v3 as iio
 
     assert iio.imread(gif).shape[:3] == (episodes[0]["steps"] + 1, 256, 256)  # every frame, enlarged
-    assert not (tmp_path / "one/videos/reach-v3-episode1.gif").exists()
+    assert not (tmp_path / "one/videos/reach-v3-eval-episode1.gif").exists()
+    seen = _evaluate(trained, tmp_path / "seen/eval.json", workers=1, background="train")
+    assert [e["seed"] for e in seen["tasks"]["reach-v3"]["episodes"]] == [e["seed"] for e in episodes]  # same layouts
+    assert (tmp_path / "seen/videos/reach-v3-train-episode0.gif").exists()
+
+
+def test_random_actions_give_the_floor_under_the_same_protocol(rollout_path, tmp_path):
+    config = small_config(evaluation={"episodes": 3, "videos": 1})
+    first = evaluate(config, None, TASKS, [rollout_path], tmp_path / "a.json", "eval", workers=1, progress=False)
+    again = evaluate(config, None, TASKS, [rollout_path], tmp_path / "b.json", "eval", workers=2, progress=False)
+    assert first["tasks"] == again["tasks"]  # seeded by the episode, whatever the processes
+    assert first["record"] == {"stage": "random-actions", "seed": config.seed, "tasks": TASKS}
+    returns = {e["return"] for e in first["tasks"]["reach-v3"]["episodes"]}
+    assert len(returns) == 3  # different random actions per episode
+    assert not (tmp_path / "videos").exists()
 
 
 def test_a_killed_evaluation_reruns_cleanly(trained, rollout_path, tmp_path):
@@ -100,8 +132,8 @@ def test_stages_refuse_artifacts_made_under_another_config(trained, rollout_path
     with pytest.raises(UserError, match=r"config.bc.learning_rate differs"):
         load_policy(root / key.path, small_config(bc={"learning_rate": 1.0}), key, TASKS, 64)
     with pytest.raises(UserError, match=r"decoder.updates differs"):
-        evaluate(small_config(decoder={"updates": 7}), key, TASKS, [rollout_path], root / key.path, tmp_path / "e.json",
-                 2, root / key.decoder_path(2), workers=1, progress=False)
+        evaluate(small_config(decoder={"updates": 7}), key, TASKS, [rollout_path], tmp_path / "e.json", "eval",
+                 root / key.path, 2, root / key.decoder_path(2), workers=1, progress=False)
     with pytest.raises(UserError, match=r"config.lam.learning_rate differs"):
         train_policy(small_config(lam={"learning_rate": 1.0}), key, [rollout_path], tmp_path / "bc", TASKS,
                      root / key.lam.path, progress=False)
@@ -113,8 +145,8 @@ def test_true_action_policy_is_evaluated_without_a_decoder(rollout_path, tmp_pat
     config = small_config(evaluation={"episodes": 2, "videos": 0})
     key = PolicyKey(1)
     train_policy(config, key, [rollout_path], tmp_path / key.path, TASKS, progress=False)
-    result = evaluate(config, key, TASKS, [rollout_path], tmp_path / key.path, tmp_path / "eval.json", workers=1,
-                      progress=False)
+    result = evaluate(config, key, TASKS, [rollout_path], tmp_path / "eval.json", "eval", tmp_path / key.path,
+                      workers=1, progress=False)
     assert result["budget"] is None and len(result["tasks"]["reach-v3"]["episodes"]) == 2
     assert not (tmp_path / "videos").exists()
 
@@ -127,31 +159,39 @@ def _fake_eval(path, seed, rates):
 def test_fig1_reads_every_evaluation_and_writes_pdf_and_csv(tmp_path):
     import pandas as pd
 
-    from promptlam.figures import fig1_evaluations, make_fig1
+    from promptlam.figures import RANDOM_LABEL, fig1_evaluations, fig1_inputs, make_fig1
 
     tasks = ["reach-v3", "drawer-close-v3"]
-    config = validate_config({**TINY, "tasks": tasks, "figures": {"fig1": {
+    config = validate_config({**TINY, "tasks": tasks, "evaluation": {"backgrounds": ["train", "eval"]},
+                              "figures": {"fig1": {
         "entries": [{"label": "LAPO", "method": "lapo", "target": "pixels"},
                     {"label": "BC", "method": "bc-actions"}],
         "latent_dim": 8, "seeds": [0, 1], "labelled_budget": 2, "normalise_by": "BC", "bootstrap_reps": 200}}})
     config.check_figures()
     evaluations = fig1_evaluations(config)
-    assert evaluations["LAPO"][1] == "runs/lam/lapo/pixels/ld8/s1/decoder/n2/eval.json"
-    assert evaluations["BC"][0] == "runs/bc-actions/s0/eval.json"
+    assert evaluations["eval"]["LAPO"][1] == "runs/lam/lapo/pixels/absolute/ld8/s1/decoder/n2/eval-eval.json"
+    assert evaluations["train"]["BC"][0] == "runs/bc-actions/s0/eval-train.json"
+    assert "runs/random-actions/eval-train.json" in fig1_inputs(config)
     rates = {"LAPO": [{"reach-v3": 0.2, "drawer-close-v3": 0.4}, {"reach-v3": 0.4, "drawer-close-v3": 0.4}],
              "BC": [{"reach-v3": 0.8, "drawer-close-v3": 0.8}, {"reach-v3": 0.8, "drawer-close-v3": 0.8}]}
-    for label, paths in evaluations.items():
-        for seed, path in enumerate(paths):
-            _fake_eval(tmp_path / path, seed, rates[label][seed])
+    for background, labels in evaluations.items():
+        for label, paths in labels.items():
+            for seed, path in enumerate(paths):
+                scale = 1.0 if background == "train" else 0.5
+                _fake_eval(tmp_path / path, seed, {t: r * scale for t, r in rates[label][seed].items()})
+        _fake_eval(tmp_path / f"runs/random-actions/eval-{background}.json", 0, {"reach-v3": 0.0, "drawer-close-v3": 0.3})
     summary = make_fig1(config, tmp_path, tmp_path / "fig1.pdf", tmp_path / "fig1.csv")
     assert (tmp_path / "fig1.pdf").read_bytes().startswith(b"%PDF")
     table = pd.read_csv(tmp_path / "fig1.csv")
-    raw = table[table.scale == "raw"].set_index("label")
+    raw = table[(table.scale == "raw") & (table.background == "train")].set_index("label")
     assert raw.loc["LAPO", "mean"] == pytest.approx(0.35) and raw.loc["BC", "iqm"] == pytest.approx(0.8)
-    normalised = summary[summary.scale == "normalised"].set_index("label")
+    unseen = table[(table.scale == "raw") & (table.background == "eval")].set_index("label")
+    assert unseen.loc["LAPO", "mean"] == pytest.approx(0.175)
+    assert raw.loc[RANDOM_LABEL, "mean"] == pytest.approx(0.15) and raw.loc[RANDOM_LABEL, "n_runs"] == 1
+    normalised = summary[(summary.scale == "normalised") & (summary.background == "train")].set_index("label")
     assert normalised.loc["LAPO", "mean"] == pytest.approx(0.35 / 0.8)
-    (tmp_path / evaluations["BC"][1]).unlink()
-    with pytest.raises(UserError, match="runs/bc-actions/s1/eval.json: no readable evaluation"):
+    (tmp_path / evaluations["eval"]["BC"][1]).unlink()
+    with pytest.raises(UserError, match="runs/bc-actions/s1/eval-eval.json: no readable evaluation"):
         make_fig1(config, tmp_path, tmp_path / "fig1.pdf", tmp_path / "fig1.csv")
 
 
@@ -160,7 +200,7 @@ def test_figure_config_errors_name_the_key():
 
     base = {**TINY, "figures": {"fig1": {"entries": [{"label": "A", "method": "lapo", "target": "state"}],
                                          "labelled_budget": 2, "normalise_by": None}}}
-    with pytest.raises(ConfigError, match=r"figures.fig1.entries.0: lapo predicts frames"):
+    with pytest.raises(ConfigError, match=r"figures.fig1.entries.0: lapo predicts pixels or clean targets"):
         validate_config(base).check_figures()
     base["figures"]["fig1"].update(entries=[{"label": "A", "method": "bc-actions"}], labelled_budget=3)
     with pytest.raises(ConfigError, match=r"figures.fig1.labelled_budget: 3 is not one of"):
@@ -171,22 +211,30 @@ def test_figure_config_errors_name_the_key():
 
 
 def test_lam_probe_table_summarises_seeds_with_t_intervals(tmp_path):
+    import pandas as pd
+
     from promptlam.figures import lam_probe_table
 
     config = validate_config({**TINY, "lam": {"runs": [{"method": "lapo", "target": "pixels", "latent_dims": [8],
                                                          "seeds": [0, 1, 2]}]}})
     for seed, mse in enumerate([0.1, 0.2, 0.3]):
-        probes = {"action": {"latent": mse, "state": 0.5, "variance": 0.5},
-                  "noise": {"latent": 0.2, "true_action": 0.1, "variance": 0.25}}
-        path = tmp_path / f"runs/lam/lapo/pixels/ld8/s{seed}/metrics.json"
+        probes = {"action_xyz": {"latent": mse, "state": 0.5, "variance": 0.5},
+                  "residual": {"latent+state": 0.2, "action+state": 0.1, "variance": 0.25}}
+        path = tmp_path / f"runs/lam/lapo/pixels/absolute/ld8/s{seed}/metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"heldout_probe_by_horizon": {"1": probes}}))
     summary, runs = lam_probe_table(config, tmp_path)
     assert len(runs) == 3 * 4
-    row = summary[(summary.predicts == "action") & (summary.feature == "latent")].iloc[0]
+    row = summary[(summary.predicts == "action_xyz") & (summary.feature == "latent")].iloc[0]
     assert row.seeds == 3 and row.mse == pytest.approx(0.2) and row.relative_mse == pytest.approx(0.4)
+    assert row.formulation == "absolute"
     assert row.mse_high - row.mse == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-3)
-    assert set(summary[summary.predicts == "noise"].feature) == {"latent", "true_action"}
-    (tmp_path / "runs/lam/lapo/pixels/ld8/s2/metrics.json").unlink()
+    assert set(summary[summary.predicts == "residual"].feature) == {"latent+state", "action+state"}
+    from promptlam.figures import make_lam_probes
+
+    make_lam_probes(config, tmp_path, tmp_path / "probes.pdf", tmp_path / "probes.csv")
+    assert (tmp_path / "probes.pdf").read_bytes().startswith(b"%PDF")
+    assert len(pd.read_csv(tmp_path / "probes.csv")) == len(summary)
+    (tmp_path / "runs/lam/lapo/pixels/absolute/ld8/s2/metrics.json").unlink()
     with pytest.raises(UserError, match="s2/metrics.json: no readable LAM metrics"):
         lam_probe_table(config, tmp_path)

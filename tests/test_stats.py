@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy.stats import trim_mean
 
-from promptlam.plots import plot_fig1, write_fig1_csv
+from promptlam.plots import Panel, plot_fig1, write_fig1_csv
 from promptlam.stats import SUMMARY_COLUMNS, interval_estimates, summarise
 
 
@@ -151,7 +151,8 @@ def test_plot_and_csv_are_written(tmp_path):
     summary = summarise(records, normalise_by="BC, true actions", reps=100, seed=0)
     for scale in ("raw", "normalised"):
         pdf = tmp_path / f"fig1_{scale}.pdf"
-        plot_fig1(summary, records, pdf, scale=scale, title="MetaWorld")
+        panels = [Panel("seen backgrounds", summary, records, floor=0.1), Panel("unseen", summary, records)]
+        plot_fig1(panels, pdf, scale=scale, title="MetaWorld")
         assert pdf.stat().st_size > 0 and pdf.read_bytes().startswith(b"%PDF")
     assert not list(tmp_path.glob("*.tmp"))
 

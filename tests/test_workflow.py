@@ -64,21 +64,25 @@ def test_target_rules_build_every_target_of_every_task(smoke_run):
 def test_lam_rules_train_and_probe_every_run(smoke_run):
     import json
 
-    from promptlam.lam.train import all_runs
+    from promptlam.runs import all_runs
 
     config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
     runs = all_runs(config)
     assert {run.method for run in runs} >= {"lapo", "lapo-clean", "target"}
+    assert {run.formulation for run in runs} == {"absolute", "delta", "conditioned"}
     for run in runs:
         metrics = json.loads((smoke_run / run.path / "metrics.json").read_text())
         assert metrics["steps"] == config.lam.steps
-        assert metrics["heldout_probe"]["action"]["variance"] > 0
-        assert (smoke_run / f"benchmarks/lam/{run.method}/{run.target}/ld{run.latent_dim}/s{run.seed}.tsv").exists()
+        assert metrics["heldout_probe"]["action_xyz"]["variance"] > 0
+        assert metrics["heldout_probe"]["residual"]["action+state"] >= 0
+        assert (smoke_run / f"benchmarks/lam/{run.method}/{run.target}/{run.formulation}/ld{run.latent_dim}"
+                            f"/s{run.seed}.tsv").exists()
     import pandas as pd
 
     table = pd.read_csv(smoke_run / "tables/lam_probes.csv")
     assert set(table.method) == {run.method for run in runs} and (table.seeds == 1).all()
-    assert {"latent", "latent+state", "state", "untrained_latent"} <= set(table.feature)
+    assert {"latent", "latent+state", "state", "untrained_latent", "action+state"} <= set(table.feature)
+    assert {"action_xyz", "residual", "hand_change"} <= set(table.predicts)
     assert (smoke_run / "figures/lam_probes.pdf").read_bytes().startswith(b"%PDF")
 
 
@@ -87,27 +91,33 @@ def test_fig1_is_built_from_every_stage(smoke_run):
 
     import pandas as pd
 
-    from promptlam.figures import fig1_evaluations
+    from promptlam.figures import RANDOM_LABEL, fig1_evaluations
 
     config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
     assert (smoke_run / "figures/fig1.pdf").read_bytes().startswith(b"%PDF")
     table = pd.read_csv(smoke_run / "figures/fig1.csv")
     labels = [entry.label for entry in config.figures.fig1.entries]
-    assert list(table[table.scale == "raw"].label) == labels
-    assert (table.n_runs == len(config.figures.fig1.seeds)).all()
-    raw = table[table.scale == "raw"]
-    assert ((raw.iqm_low <= raw.iqm + 1e-9) & (raw.iqm <= raw.iqm_high + 1e-9)).all()
-    for label, paths in fig1_evaluations(config).items():
-        for path in paths:
-            result = json.loads((smoke_run / path).read_text())
-            for task in config.tasks:
-                episodes = result["tasks"][task]["episodes"]
-                assert len(episodes) == config.evaluation.episodes
-                assert result["tasks"][task]["success_rate"] == sum(e["success"] for e in episodes) / len(episodes)
-            videos = sorted((smoke_run / path).parent.glob("videos/*.gif"))
-            assert len(videos) == len(config.tasks) * config.evaluation.videos
-    evaluations = sum(len(paths) for paths in fig1_evaluations(config).values())
-    assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == evaluations
+    backgrounds = config.evaluation.backgrounds
+    assert sorted(set(table.background)) == sorted(backgrounds) == ["eval", "train"]
+    for background in backgrounds:
+        raw = table[(table.scale == "raw") & (table.background == background)]
+        assert list(raw.label) == [*labels, RANDOM_LABEL]
+        assert (raw[raw.label != RANDOM_LABEL].n_runs == len(config.figures.fig1.seeds)).all()
+        assert ((raw.iqm_low <= raw.iqm + 1e-9) & (raw.iqm <= raw.iqm_high + 1e-9)).all()
+    for background, entries in fig1_evaluations(config).items():
+        for label, paths in entries.items():
+            for path in paths:
+                result = json.loads((smoke_run / path).read_text())
+                assert result["background"] == background
+                for task in config.tasks:
+                    episodes = result["tasks"][task]["episodes"]
+                    assert len(episodes) == config.evaluation.episodes
+                    assert result["tasks"][task]["success_rate"] == sum(e["success"] for e in episodes) / len(episodes)
+                videos = sorted((smoke_run / path).parent.glob(f"videos/*-{background}-*.gif"))
+                assert len(videos) == len(config.tasks) * config.evaluation.videos
+    evaluations = sum(len(paths) for entries in fig1_evaluations(config).values() for paths in entries.values())
+    floors = len(backgrounds)
+    assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == evaluations + floors
 
 
 def test_rerun_has_nothing_to_do(smoke_run):

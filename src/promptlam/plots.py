@@ -1,7 +1,9 @@
-"""Figure 1: MetaWorld success rate per method (IQM, 95 % stratified-bootstrap CI) and its numbers."""
+"""Figure 1: MetaWorld success rate per method (IQM, 95 % stratified-bootstrap CI) and its numbers,
+one panel per background split, with the random-action floor."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,9 +38,20 @@ def _dots(summary_rows: pandas.DataFrame, records: pandas.DataFrame, scale: str)
     return dots[dots["label"].isin(summary_rows["label"])]
 
 
-def plot_fig1(summary: pandas.DataFrame, records: pandas.DataFrame, out_pdf: Path,
-              scale: str = "raw", title: str | None = None) -> None:
-    """Bars of IQM per label with asymmetric CI whiskers, and one dot per seed for the spread.
+@dataclass
+class Panel:
+    """One panel of Figure 1: a title, its summary rows and records, and the floor to draw."""
+
+    title: str
+    summary: pandas.DataFrame
+    records: pandas.DataFrame
+    floor: float | None = None
+    """Success IQM of uniform random actions (a dashed line), or None."""
+
+
+def plot_fig1(panels: list[Panel], out_pdf: Path, scale: str = "raw", title: str | None = None) -> None:
+    """One panel per background split: bars of IQM per label with asymmetric CI whiskers, one dot
+    per seed for the spread, and the random-action floor as a dashed line.
 
     The dots are each seed's mean over tasks (not the IQM), so a reader can see how many seeds
     there are and whether one of them carries the bar. A percentile CI need not contain the
@@ -50,33 +63,39 @@ def plot_fig1(summary: pandas.DataFrame, records: pandas.DataFrame, out_pdf: Pat
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    rows = _rows_for_scale(summary, scale)
-    labels = list(rows["label"])
-    dots = _dots(rows, records, scale)
-    x = np.arange(len(labels))
-    iqm = rows["iqm"].to_numpy(dtype=float)
-    yerr = np.vstack([np.maximum(iqm - rows["iqm_low"].to_numpy(dtype=float), 0.0),
-                      np.maximum(rows["iqm_high"].to_numpy(dtype=float) - iqm, 0.0)])
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.8))
+    labels = list(_rows_for_scale(panels[0].summary, scale)["label"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * max(4.0, 1.1 * len(labels) + 1.5), 4.2),
+                             squeeze=False, sharey=scale == "raw")
     try:
         colours = sns.color_palette("colorblind", len(labels))
-        ax.bar(x, iqm, color=colours, width=0.7, zorder=1)
-        ax.errorbar(x, iqm, yerr=yerr, fmt="none", ecolor="black", capsize=4, linewidth=1.2, zorder=2)
-        sns.stripplot(data=dots, x="label", y="success", order=labels, color="black", size=3.5,
-                      alpha=0.7, jitter=0.15, ax=ax, zorder=3)
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right")
-        ax.set_xlabel("")
-        ax.set_ylabel(Y_LABELS[scale])
-        if scale == "raw":
-            ax.set_ylim(0.0, 1.05)
-        else:
-            ax.set_ylim(bottom=0.0)
-        ax.grid(axis="y", alpha=0.3, zorder=0)
-        ax.set_axisbelow(True)
+        for ax, panel in zip(axes[0], panels):
+            rows = _rows_for_scale(panel.summary, scale).set_index("label").reindex(labels).reset_index()
+            dots = _dots(rows, panel.records, scale)
+            x = np.arange(len(labels))
+            iqm = rows["iqm"].to_numpy(dtype=float)
+            yerr = np.vstack([np.maximum(iqm - rows["iqm_low"].to_numpy(dtype=float), 0.0),
+                              np.maximum(rows["iqm_high"].to_numpy(dtype=float) - iqm, 0.0)])
+            ax.bar(x, iqm, color=colours, width=0.7, zorder=1)
+            ax.errorbar(x, iqm, yerr=yerr, fmt="none", ecolor="black", capsize=4, linewidth=1.2, zorder=2)
+            sns.stripplot(data=dots, x="label", y="success", order=labels, color="black", size=3.5,
+                          alpha=0.7, jitter=0.15, ax=ax, zorder=3)
+            if panel.floor is not None and scale == "raw":
+                ax.axhline(panel.floor, color="grey", linestyle="--", linewidth=1.2, zorder=4,
+                           label=f"random actions {panel.floor:.2f}")
+                ax.legend(loc="upper left", fontsize=8, frameon=False)
+            ax.set_xticks(x)
+            ax.set_xticklabels(labels, rotation=30, ha="right")
+            ax.set_xlabel("")
+            ax.set_ylabel(Y_LABELS[scale])
+            if scale == "raw":
+                ax.set_ylim(0.0, 1.05)
+            else:
+                ax.set_ylim(bottom=0.0)
+            ax.grid(axis="y", alpha=0.3, zorder=0)
+            ax.set_axisbelow(True)
+            ax.set_title(panel.title)
         if title:
-            ax.set_title(title)
+            fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         with atomic_output(out_pdf) as tmp:
             fig.savefig(tmp, format="pdf")  # the temporary name ends in .tmp, so say the format

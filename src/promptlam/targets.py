@@ -4,7 +4,7 @@ Model targets (`vlm`, `embedding`) run the model over the frames in batches: a l
 reads and preprocesses the next batches while the model encodes the current one; on
 out-of-memory the batch size halves and work goes on; under ``accelerate launch`` the frames
 are sharded across processes and the shards merged. Frame targets link to the rollout file's
-frames; the state target copies the state.
+frames; the state target copies the state; a frame-vector target stores each frame downsampled.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import TargetWriter, write_frame_link
 from promptlam.errors import UserError
 from promptlam.io import progress_bar
+from promptlam.methods import FRAME_TARGET_KINDS
 from promptlam.provenance import provenance
 from promptlam.tasks import check_task
 
@@ -123,7 +124,7 @@ def compute_target(config: Config, name: str, task: str, rollouts_path: str | Pa
             "n_frames": rollouts.n_frames, "rollouts_dataset_id": rollouts.dataset_id,
             "rollouts": str(rollouts_path), "config": target.model_dump(mode="json"),
         }
-        if target.kind in ("pixels", "clean"):
+        if target.kind in FRAME_TARGET_KINDS:
             dataset = "frames/distracted" if target.kind == "pixels" else "frames/clean"
             write_frame_link(out, rollouts, dataset, {**attrs, "provenance": provenance()})
             return None
@@ -133,9 +134,27 @@ def compute_target(config: Config, name: str, task: str, rollouts_path: str | Pa
                 for start in range(0, rollouts.n_frames, 4096):
                     writer.write(start, rollouts["state"][start:start + 4096])
             return None
+        if target.kind == "frame_vector":
+            if rollouts.resolution % target.size:
+                raise UserError(f"targets.{name}.size: {target.size} does not divide the frames' "
+                                f"{rollouts.resolution} pixels")
+            frames = rollouts[f"frames/{target.frames}"]
+            with TargetWriter(out, rollouts.n_frames, (target.size * target.size * 3,),
+                              {**attrs, "provenance": provenance()}) as writer:
+                for start in range(0, rollouts.n_frames, 1024):
+                    writer.write(start, downsample_frames(frames[start:start + 1024], target.size))
+            return None
         n_frames = rollouts.n_frames
     return _compute_model_target(target, f"targets.{name}", task, rollouts_path, out, n_frames, attrs,
                                  progress, workers)
+
+
+def downsample_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 frames [N, H, W, 3] -> [N, size * size * 3] in [-1, 1]: the mean of each block of
+    (H / size) x (W / size) pixels (area downsampling), flattened row by row."""
+    n, height, width, channels = frames.shape
+    blocks = frames.reshape(n, size, height // size, size, width // size, channels).astype(np.float32)
+    return (blocks.mean(axis=(2, 4)) / 127.5 - 1.0).reshape(n, -1)
 
 
 def _compute_model_target(target: VLMTarget | EmbeddingTarget, where: str, task: str, rollouts_path: Path,

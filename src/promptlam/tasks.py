@@ -41,6 +41,12 @@ STATE_DIM = 39
 ACTION_DIM = 4
 """MetaWorld's action: hand displacement (x, y, z) and gripper command, each in [-1, 1]."""
 
+MOVEMENT = slice(0, 3)
+"""The movement part of an action (hand displacement x, y, z); index 3 is the gripper command."""
+
+HAND_POSITION = slice(0, 3)
+"""Where the hand's position (x, y, z) sits in MetaWorld's state vector."""
+
 SPLITS: tuple[str, ...] = ("train", "eval")
 """Data splits. They draw distractor videos from disjoint sets and layouts from disjoint seeds."""
 

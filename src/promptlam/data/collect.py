@@ -71,7 +71,9 @@ def run_episode(env: DistractingMetaWorld, policy: Any, seed: int,
             break
         expert = np.asarray(policy.get_action(observation["state"]), dtype=np.float64)
         perturbation = noise()
-        action = np.clip(expert + perturbation, -1.0, 1.0)
+        # The noise perturbs the action the expert would execute (its own output clipped to the
+        # action bounds): on an unclipped expert, saturated by large gains, it would mostly vanish.
+        action = np.clip(np.clip(expert, -1.0, 1.0) + perturbation, -1.0, 1.0)
         observation, reward, _, truncated, info = env.step(action)
         columns["action"].append(action)
         columns["expert_action"].append(expert)

@@ -27,13 +27,14 @@ def make_env(config: Config, task: str, split: str, max_steps: int | None = None
     )
 
 
-def make_eval_env(rollouts: str | Path, distractors: bool = True, max_steps: int | None = None,
-                  task: str | None = None) -> DistractingMetaWorld:
+def make_eval_env(rollouts: str | Path, background: str = "eval", distractors: bool = True,
+                  max_steps: int | None = None, task: str | None = None) -> DistractingMetaWorld:
     """The online env for evaluating policies trained on ``rollouts`` (a rollout file).
 
-    Same task, render settings, action repeat and episode length as the data, with the eval
-    split's background videos (never seen in training). ``distractors=False`` gives the
-    distractor-free env of the clean baseline.
+    Same task, render settings, action repeat and episode length as the data, with the
+    background videos of split ``background`` (`train`: those of the training data; `eval`:
+    never seen in training). ``distractors=False`` gives the distractor-free env of the clean
+    methods.
     """
     from promptlam.data.rollout_file import RolloutFile
 
@@ -42,4 +43,4 @@ def make_eval_env(rollouts: str | Path, distractors: bool = True, max_steps: int
         task = task or source.task
     if not distractors:
         config = config.model_copy(update={"distractors": config.distractors.model_copy(update={"enabled": False})})
-    return make_env(config, task, "eval", max_steps)
+    return make_env(config, task, background, max_steps)

@@ -35,17 +35,21 @@ def split_trajectories(n_trajectories: int, heldout_fraction: float) -> tuple[np
 
 
 class TransitionData:
-    """Samples (o_t, o_{t+k}, o_{t+1}, target of t+1, mean action over [t, t+k)) batches.
+    """Samples (o_t, o_{t+k}, what the forward model predicts, mean action over [t, t+k)) batches.
 
-    ``frames`` names the frames the models see (`distracted`, or `clean` for lapo-clean);
-    ``next_frames`` those the pixel forward model predicts; ``target_files`` (vector targets)
-    are standardised with statistics combined over all tasks.
+    ``frames`` names the frames the models see (`distracted`, or `clean` for the clean methods);
+    ``target_frames`` those a pixel forward model predicts (default: ``frames``). Vector targets
+    (``TaskFiles.target``) are standardised per dimension with statistics combined over all tasks:
+    of target(t+1) for the `absolute` and `conditioned` formulations, of target(t+1) - target(t)
+    for `delta` (each dimension's std at least ``std_floor`` times the mean std over dimensions).
     """
 
     def __init__(self, tasks: list[TaskFiles], frame_stack: int, max_offset: int, frames: str = "distracted",
-                 next_frames: str | None = None, trajectories: list[np.ndarray] | None = None) -> None:
+                 target_frames: str | None = None, trajectories: list[np.ndarray] | None = None,
+                 formulation: str = "absolute", std_floor: float = 0.0) -> None:
         self.tasks, self.stack, self.max_offset = tasks, frame_stack, max_offset
-        self.frames, self.next_frames = f"frames/{frames}", f"frames/{next_frames or frames}"
+        self.frames, self.target_frames = f"frames/{frames}", f"frames/{target_frames or frames}"
+        self.formulation = formulation
         starts, lengths, owners = [], [], []
         moments = RunningMoments()
         self.frame_size = None
@@ -58,7 +62,10 @@ class TransitionData:
                 self.frame_size = rollouts.resolution
                 if files.target is not None:
                     with TargetFile(files.target, rollouts) as target:
-                        moments.merge(target.moments())
+                        if formulation == "delta":
+                            moments.merge(delta_moments(target, rollouts))
+                        else:
+                            moments.merge(target.moments())
                         self.target_dim = target.frame_shape[0]
         self.starts, self.lengths = np.concatenate(starts), np.concatenate(lengths)
         self.owners = np.concatenate(owners)
@@ -71,8 +78,9 @@ class TransitionData:
         self.has_target = any(files.target is not None for files in tasks)
         if self.has_target:
             mean, std = moments.mean_std()
+            floor = max(std_floor * float(std.mean()), 1e-6)
             self.target_mean = torch.as_tensor(mean, dtype=torch.float32)
-            self.target_std = torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32)
+            self.target_std = torch.as_tensor(np.maximum(std, floor), dtype=torch.float32)
         self._handles: dict[int, tuple[RolloutFile, TargetFile | None]] = {}
         self._datasets: dict[tuple[int, str], object] = {}
 
@@ -107,14 +115,23 @@ class TransitionData:
         k = 1 + np.floor(generator.random(batch_size) * np.minimum(room, self.max_offset)).astype(int)
         return trajectory, t, k
 
+    def transition_index(self, trajectory: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The flat index of transition t -> t+1 of each trajectory (0 .. len(self) - 1)."""
+        return self.transitions[trajectory] + t
+
     def _stack(self, window: np.ndarray, first: int, last: int) -> np.ndarray:
         """Frames ``last - stack + 1 .. last`` of a window starting at ``first``, padded at the start."""
         rows = np.maximum(np.arange(last - self.stack + 1, last + 1), 0) - first
         return window[rows].transpose(0, 3, 1, 2).reshape(-1, *window.shape[1:3])
 
     def batch(self, trajectory: np.ndarray, t: np.ndarray, k: np.ndarray) -> dict[str, torch.Tensor]:
-        """Read the sampled transitions."""
-        obs, future, next_obs, actions, targets = [], [], [], [], []
+        """Read the sampled transitions: frame stacks `obs` (at t), `future` (t+k), `next_obs` (the
+        target frames at t+1) and `target_obs` (the target frames at t, when they are not `obs`),
+        `action` (mean over [t, t+k)), `task`, `index` (flat transition index) and, for vector
+        targets, `target` (the formulation's standardised target) and `target_now` (target(t),
+        standardised, for `conditioned`)."""
+        obs, future, next_obs, target_obs, actions, targets, now = [], [], [], [], [], [], []
+        separate_target_frames = self.target_frames != self.frames
         for trajectory_index, step, offset in zip(trajectory, t, k):
             owner = int(self.owners[trajectory_index])
             target = self._files(owner)[1]
@@ -123,23 +140,28 @@ class TransitionData:
             window = self._dataset(owner, self.frames)[start + first: start + step + offset + 1]
             obs.append(self._stack(window, first, step))
             future.append(self._stack(window, first, step + offset))
-            if self.next_frames == self.frames:
-                next_obs.append(self._stack(window, first, step + 1))
-            else:
-                next_first = max(0, step + 2 - self.stack)
-                next_window = self._dataset(owner, self.next_frames)[start + next_first: start + step + 2]
-                next_obs.append(self._stack(next_window, next_first, step + 1))
+            if separate_target_frames:
+                window = self._dataset(owner, self.target_frames)[start + first: start + step + 2]
+                target_obs.append(self._stack(window, first, step))
+            next_obs.append(self._stack(window, first, step + 1))
             actions.append(self._dataset(owner, "action")[start + step: start + step + offset].mean(axis=0))
             if target is not None:
-                targets.append(target.targets[start + step + 1])
+                pair = target.targets[start + step: start + step + 2].astype(np.float32)
+                targets.append(pair[1] - pair[0] if self.formulation == "delta" else pair[1])
+                now.append(pair[0])
         batch = {
             "obs": torch.from_numpy(np.stack(obs)), "future": torch.from_numpy(np.stack(future)),
             "next_obs": torch.from_numpy(np.stack(next_obs)),
             "action": torch.from_numpy(np.stack(actions)).float(),
             "task": torch.from_numpy(self.owners[trajectory].astype(np.int64)),
+            "index": torch.from_numpy(self.transition_index(trajectory, t).astype(np.int64)),
         }
+        if target_obs:
+            batch["target_obs"] = torch.from_numpy(np.stack(target_obs))
         if targets:
-            batch["target"] = (torch.from_numpy(np.stack(targets).astype(np.float32)) - self.target_mean) / self.target_std
+            batch["target"] = (torch.from_numpy(np.stack(targets)) - self.target_mean) / self.target_std
+            if self.formulation == "conditioned":
+                batch["target_now"] = (torch.from_numpy(np.stack(now)) - self.target_mean) / self.target_std
         return batch
 
     def close(self) -> None:
@@ -149,6 +171,26 @@ class TransitionData:
             if target is not None:
                 target.close()
         self._handles.clear()
+
+
+def delta_moments(target: TargetFile, rollouts: RolloutFile, rows_per_read: int = 4096) -> RunningMoments:
+    """Statistics of target(t+1) - target(t) over every transition inside a trajectory of the file,
+    read a group of whole trajectories at a time."""
+    moments = RunningMoments()
+    table = rollouts.trajectories
+    starts, lengths = table["start"][()], table["length"][()]
+    index = 0
+    while index < len(starts):
+        last = index
+        while last + 1 < len(starts) and starts[last + 1] + lengths[last + 1] - starts[index] <= rows_per_read:
+            last += 1
+        first_row = int(starts[index])
+        values = target.targets[first_row: int(starts[last] + lengths[last])].astype(np.float64)
+        for start, length in zip(starts[index:last + 1], lengths[index:last + 1]):
+            rows = values[int(start) - first_row: int(start) - first_row + int(length)]
+            moments.update(np.diff(rows, axis=0))
+        index = last + 1
+    return moments
 
 
 class StepBatches(torch.utils.data.Dataset):

@@ -1,17 +1,58 @@
-"""Linear probes: how much of the true action a latent action carries, on held-out trajectories.
+"""Linear probes: how much of the action a latent action carries, on held-out trajectories.
 
-A latent that only encodes where the arm is can probe well, because an expert's action is
-largely a function of the state. So besides latent -> action we report latent -> injected action
-noise (the part of the action no state predicts), state -> action and state -> noise (what the
-state alone explains), and the same architecture untrained (random features of the frames).
+An expert's action is largely a function of the state, so a latent that only encodes where the
+arm is can probe the action well. The probes therefore predict four quantities over the steps
+t .. t+h-1 of a latent of (o_t, o_{t+h}):
+
+- `action_xyz`: the executed movement (x, y, z), the mean over the steps;
+- `gripper`: the executed gripper command (reported apart: it is nearly constant per task, so
+  the state, which identifies the task, predicts it and a latent need not);
+- `residual`: executed action minus the clipped expert action, the realised part of the
+  injected noise: what the executed action adds to the expert's plan (the state predicts little
+  of it, only through the noise's correlation in time);
+- `hand_change`: the hand's displacement s_{t+h} - s_t (x, y, z);
+
+from the features `latent` (the trained IDM), `untrained_latent` (the same architecture at
+initialisation: random features of two frames already reveal the state and some motion),
+`state` (the 39-d state at t), `latent+state` and `untrained_latent+state` (the test of action
+information beyond the state: below `state` only if the latent adds to it), and, for `residual`
+and `hand_change`, `action+state`: the executed action with the state, the best a linear probe
+can do knowing the true action (the floor for `latent+state`).
+
+A linear probe from the state cannot subtract the expert's part of the action, a saturating,
+nonlinear function of the state, so `action+state` leaves most of the residual unexplained. The
+residual is therefore also probed with the clipped expert action as the state's summary:
+`expert` (the clipped expert action, mean over the steps), `latent+expert` and
+`untrained_latent+expert`, whose floor (`action+expert`) is zero: the residual is the executed
+action minus the expert's. Each quantity also reports its `variance`, the MSE of predicting the
+mean (no information).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from promptlam.lam.data import TransitionData
+import numpy as np
+
+from promptlam.tasks import HAND_POSITION, MOVEMENT
+
+if TYPE_CHECKING:  # torch is imported where latents are computed: the tables and figures need none
+    import torch
+
+    from promptlam.lam.data import TransitionData
+
+QUANTITIES = ("action_xyz", "gripper", "residual", "hand_change")
+"""What the probes predict, in the order of tables and figures."""
+
+FEATURES = ("latent", "untrained_latent", "state", "latent+state", "untrained_latent+state", "action+state",
+            "expert", "latent+expert", "untrained_latent+expert")
+"""What the probes predict from, in the order of tables and figures."""
+
+FLOORED = ("residual", "hand_change")
+"""Quantities probed from ``action+state`` too (for the action itself that would be trivial)."""
+
+BY_EXPERT = ("residual",)
+"""Quantities probed with the clipped expert action as the state's summary too."""
 
 
 def ridge_fit(features: np.ndarray, targets: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -32,22 +73,44 @@ def probe_mse(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     return float(np.mean((prediction - test_y) ** 2))
 
 
-@torch.no_grad()
+def window_mean(steps: np.ndarray, horizon: int) -> np.ndarray:
+    """Row t: the mean of ``steps[t : t + horizon]`` (len(steps) - horizon + 1 rows)."""
+    return np.lib.stride_tricks.sliding_window_view(steps, horizon, axis=0).mean(axis=-1)
+
+
+def probe_quantities(state: np.ndarray, action: np.ndarray, expert_action: np.ndarray,
+                     horizon: int) -> dict[str, np.ndarray]:
+    """The probed quantities of one trajectory (rows = its frames) for every t with t + horizon
+    inside it, and the features that come from the data: `state` at t and `action` (mean over
+    the steps). The expert's action is stored as the expert gave it: clipped here, as the env
+    clips what it executes, so that the residual is the noise that was realised."""
+    count = len(state) - horizon
+    steps = slice(0, count + horizon - 1)
+    action_mean = window_mean(action[steps], horizon)
+    expert_mean = window_mean(np.clip(expert_action[steps], -1, 1), horizon)
+    return {
+        "state": state[:count], "action": action_mean, "expert": expert_mean,
+        "action_xyz": action_mean[:, MOVEMENT], "gripper": action_mean[:, 3:4], "residual": action_mean - expert_mean,
+        "hand_change": state[horizon:count + horizon, HAND_POSITION] - state[:count, HAND_POSITION],
+    }
+
+
 def transition_features(models: dict[str, torch.nn.Module], data: TransitionData, device: torch.device,
                         horizon: int = 1, batch_size: int = 256) -> dict[str, np.ndarray]:
     """For every t with t + horizon inside its trajectory: each model's latent action between o_t
-    and o_{t+horizon} (under the model's name), the state at t, and the executed action and
-    injected noise averaged over steps t .. t+horizon-1. Frames are read once for all models."""
-    columns: dict[str, list[np.ndarray]] = {"state": [], "action": [], "noise": []}
+    and o_{t+horizon} (under the model's name) and the columns of ``probe_quantities``. Frames are
+    read once for all models."""
+    import torch
+
+    columns: dict[str, list[np.ndarray]] = {}
     for index, (start, length) in enumerate(zip(data.starts, data.lengths)):
-        count = int(length) - horizon
-        if count <= 0:
+        if int(length) <= horizon:
             continue
-        owner, start = int(data.owners[index]), int(start)
-        columns["state"].append(data._dataset(owner, "state")[start:start + count])
-        for name, dataset in (("action", "action"), ("noise", "action_noise")):
-            steps = data._dataset(owner, dataset)[start:start + count + horizon - 1]
-            columns[name].append(np.lib.stride_tricks.sliding_window_view(steps, horizon, axis=0).mean(axis=-1))
+        owner, rows = int(data.owners[index]), slice(int(start), int(start) + int(length))
+        quantities = probe_quantities(*(data._dataset(owner, name)[rows] for name in ("state", "action", "expert_action")),
+                                      horizon)
+        for name, values in quantities.items():
+            columns.setdefault(name, []).append(values)
     trajectory = np.concatenate([np.full(max(n - horizon, 0), i) for i, n in enumerate(data.lengths)])
     t = np.concatenate([np.arange(max(n - horizon, 0)) for n in data.lengths])
     latents: dict[str, list[np.ndarray]] = {name: [] for name in models}
@@ -55,32 +118,36 @@ def transition_features(models: dict[str, torch.nn.Module], data: TransitionData
         chunk = slice(first, first + batch_size)
         batch = data.batch(trajectory[chunk], t[chunk], np.full(len(t[chunk]), horizon))
         obs, future = batch["obs"].to(device), batch["future"].to(device)
-        for name, model in models.items():
-            latents[name].append(model.infer_latent(obs, future)[0].float().cpu().numpy())
+        with torch.no_grad():
+            for name, model in models.items():
+                latents[name].append(model.infer_latent(obs, future)[0].float().cpu().numpy())
     features = {name: np.concatenate(values) for name, values in columns.items()}
     return features | {name: np.concatenate(values) for name, values in latents.items()}
 
 
 def heldout_probes(fit: dict[str, np.ndarray], held: dict[str, np.ndarray], ridge: float,
                    latents: tuple[str, ...] = ("latent", "untrained_latent")) -> dict[str, dict[str, float]]:
-    """Held-out MSE of every probe, with the variance of what it predicts (the no-information MSE).
+    """Held-out MSE of every probe of ``QUANTITIES`` from every feature of ``FEATURES`` (of the
+    latents in ``latents``), with the variance of what it predicts. A quantity with no variation
+    in the fit set (e.g. the gripper of tasks that never change it) is left out, as are its
+    constant dimensions (e.g. the residual's gripper without gripper noise)."""
+    def with_combined(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        combined = {f"{name}+{base}": np.concatenate([columns[name], columns[base]], axis=1)
+                    for name in (*latents, "action") for base in ("state", "expert")}
+        return columns | combined
 
-    Features: each latent in ``latents``, the state, and each latent together with the state
-    (``<latent>+state``: below ``state`` only if the latent adds action information the state
-    lacks). The noise probe also reports ``true_action``, the executed action itself as the
-    feature: the floor for any latent, since the expert partly compensates correlated noise.
-    """
-    def with_derived(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        combined = {f"{name}+state": np.concatenate([columns[name], columns["state"]], axis=1) for name in latents}
-        return columns | combined | {"true_action": columns["action"]}
-
-    fit, held = with_derived(fit), with_derived(held)
-    features = (*latents, "state", *(f"{name}+state" for name in latents))
+    fit, held = with_combined(fit), with_combined(held)
     results = {}
-    for name in ("action", "noise"):
-        varies = fit[name].std(axis=0) > 1e-9  # e.g. no gripper noise: nothing to predict there
-        y_fit, y_held = fit[name][:, varies], held[name][:, varies]
-        chosen = (*features, "true_action") if name == "noise" else features
-        results[name] = {feature: probe_mse(fit[feature], y_fit, held[feature], y_held, ridge) for feature in chosen}
-        results[name]["variance"] = float(np.mean(y_held.var(axis=0)))
+    for quantity in QUANTITIES:
+        varies = fit[quantity].std(axis=0) > 1e-9
+        if not varies.any():
+            continue
+        y_fit, y_held = fit[quantity][:, varies], held[quantity][:, varies]
+        features = [*latents, "state", *(f"{name}+state" for name in latents)]
+        if quantity in FLOORED:
+            features.append("action+state")
+        if quantity in BY_EXPERT:
+            features += ["expert", *(f"{name}+expert" for name in latents)]
+        results[quantity] = {feature: probe_mse(fit[feature], y_fit, held[feature], y_held, ridge) for feature in features}
+        results[quantity]["variance"] = float(np.mean(y_held.var(axis=0)))
     return results

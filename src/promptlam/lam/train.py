@@ -1,6 +1,6 @@
 """Train one latent action model run, with checkpoints that resume exactly, then probe it.
 
-A run is (method, target, latent dim, seed) under ``runs/lam/{method}/{target}/ld{dim}/s{seed}/``:
+A run is (method, target, formulation, latent dim, seed) under ``promptlam.runs.LAM_RUN``:
   checkpoint.pt  every ``lam.checkpoint_every`` steps: model, optimisers, scheduler, step, the
                  running metrics and the config that made it (loaded with weights_only=True);
   metrics.csv    a row every ``lam.log_every`` steps;
@@ -15,58 +15,23 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from promptlam.config import Config, LamConfig
+from promptlam.config import Config
 from promptlam.errors import UserError
-from promptlam.io import atomic_output, progress_bar, write_json
+from promptlam.io import atomic_output, progress_bar
 from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, split_trajectories
 from promptlam.lam.models import LatentActionModel
 from promptlam.lam.probe import heldout_probes, transition_features
-from promptlam.provenance import provenance
+from promptlam.runs import RunKey, check_record, load_checked_weights, rollout_paths, run_record, save_weights
 from promptlam.seeding import derive_seed
 
-
-@dataclass(frozen=True)
-class RunKey:
-    method: str
-    target: str
-    latent_dim: int
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return f"runs/lam/{self.method}/{self.target}/ld{self.latent_dim}/s{self.seed}"
-
-
-def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
-    """What a run depends on; checkpoints carry it, and a resume refuses a different one."""
-    record = {"run": run.__dict__, "tasks": tasks, "config": config.section("seed", "lam")}
-    if run.target in config.targets:
-        record["target"] = config.targets[run.target].model_dump(mode="json")
-    return record
-
-
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-        return None
-    return None if a == b else path or "(value)"
-
-
-def check_record(source: Path, stored: dict[str, Any], expected: dict[str, Any], remedy: str) -> None:
-    """Refuse an artifact made under another config, naming the first key that differs."""
-    difference = _first_difference(stored, json.loads(json.dumps(expected)))
-    if difference:
-        raise UserError(f"{source}: made under a different config ({difference} differs); {remedy}")
+FRAME_STACK_KEYS = ("obs", "future", "next_obs", "target_obs")
+"""The uint8 frame stacks of a batch (augmented alike)."""
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
@@ -76,17 +41,22 @@ def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def build_data(config: LamConfig, run: RunKey, files: list[TaskFiles], trajectories=None) -> TransitionData:
-    frames = "clean" if run.method == "lapo-clean" else "distracted"
-    next_frames = {"pixels": "distracted", "clean": "clean"}.get(run.target, frames) if run.method.startswith("lapo") else frames
-    files = [TaskFiles(f.rollouts, f.target if run.method == "target" else None) for f in files]
-    return TransitionData(files, config.frame_stack, config.max_offset, frames, next_frames, trajectories)
+def build_data(config: Config, run: RunKey, files: list[TaskFiles], trajectories=None) -> TransitionData:
+    """The transitions of ``run``: the frames its method sees, the frames or vector targets its
+    forward model predicts, in the run's formulation."""
+    spec, lam = run.spec, config.lam
+    target_frames = None
+    if spec.head == "pixels":
+        target_frames = "clean" if config.targets[run.target].kind == "clean" else "distracted"
+    files = [TaskFiles(f.rollouts, f.target if spec.head == "vector" else None) for f in files]
+    return TransitionData(files, lam.frame_stack, lam.max_offset, spec.sees, target_frames, trajectories,
+                          run.formulation, lam.target_std_floor)
 
 
-def build_model(config: LamConfig, run: RunKey, data: TransitionData, seed_key: str) -> LatentActionModel:
+def build_model(config: Config, run: RunKey, data: TransitionData, seed_key: str) -> LatentActionModel:
     torch.manual_seed(derive_seed(run.seed, seed_key, run.method, run.target, run.latent_dim))
-    target_dim = data.target_dim if run.method == "target" else None
-    return LatentActionModel(config, run.method, run.latent_dim, data.frame_size, target_dim)
+    target_dim = data.target_dim if run.spec.head == "vector" else None
+    return LatentActionModel(config.lam, run.method, run.latent_dim, data.frame_size, target_dim, run.formulation)
 
 
 def _load_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -116,8 +86,8 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     record = run_record(config, run, tasks)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
                               cpu=not torch.cuda.is_available())
-    data = build_data(lam, run, files)
-    model = build_model(lam, run, data, "lam-init")
+    data = build_data(config, run, files)
+    model = build_model(config, run, data, "lam-init")
     probe = torch.nn.Linear(run.latent_dim, 4)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay)
@@ -147,21 +117,20 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     for batch in batches:
         if stop_after is not None and trained >= stop_after:
             break
-        stacks = [batch["obs"], batch["future"], batch["next_obs"]]
         if lam.augment:
             generator = torch.Generator().manual_seed(derive_seed(run.seed, "lam-augment", step))
-            stacks = augment(stacks, generator)
-        obs, future, next_obs = (s.to(device) for s in stacks)
-        target = batch["target"].to(device) if "target" in batch else None
+            stacks = [key for key in FRAME_STACK_KEYS if key in batch]
+            batch |= dict(zip(stacks, augment([batch[key] for key in stacks], generator)))
+        batch = {key: value.to(device) for key, value in batch.items()}
         with accelerator.autocast():
-            output = model(obs, future, next_obs, target)
+            output = model(batch)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(output.loss)
         optimizer.step()
         scheduler.step()
         accelerator.unwrap_model(model).update_target_encoder()
         # LAOM's online probe: a linear map from the (detached) latent to the mean true action.
-        probe_loss = torch.nn.functional.mse_loss(probe(output.latent.detach().float()), batch["action"].to(device))
+        probe_loss = torch.nn.functional.mse_loss(probe(output.latent.detach().float()), batch["action"])
         probe_optimizer.zero_grad(set_to_none=True)
         accelerator.backward(probe_loss)
         probe_optimizer.step()
@@ -189,7 +158,7 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     metrics = {"run": run.__dict__, "steps": step, "train_seconds_this_process": round(seconds, 2),
                "samples_per_second_this_process": round(trained * per_process / max(seconds, 1e-9), 1),
                "final": _final_losses(metrics_csv)}
-    by_horizon = evaluate_probes(lam, run, files, model, device)
+    by_horizon = evaluate_probes(config, run, files, model, device)
     metrics["heldout_probe"] = by_horizon[lam.probe_horizons[0]]
     metrics["heldout_probe_by_horizon"] = {str(h): probes for h, probes in by_horizon.items()}
     save_weights(out, "model.safetensors", model, record, metrics)
@@ -197,12 +166,13 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     return metrics
 
 
-def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: LatentActionModel,
+def evaluate_probes(config: Config, run: RunKey, files: list[TaskFiles], model: LatentActionModel,
                     device: torch.device) -> dict[int, dict[str, dict[str, float]]]:
-    """Held-out linear probes of the trained latents, the untrained architecture and the state,
-    for each horizon of ``lam.probe_horizons``."""
+    """Held-out linear probes (``promptlam.lam.probe``) of the trained latents, the untrained
+    architecture and the state, for each horizon of ``lam.probe_horizons``."""
     from promptlam.data.rollout_file import RolloutFile
 
+    lam = config.lam
     fit_sets, held_sets = [], []
     for task_files in files:
         with RolloutFile(task_files.rollouts) as rollouts:
@@ -211,9 +181,9 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
         held_sets.append(held)
     if not any(len(h) for h in held_sets):
         raise UserError("lam.heldout_fraction: every task needs at least two trajectories to hold one out")
-    fit_data = build_data(lam, run, files, fit_sets)
-    held_data = build_data(lam, run, files, held_sets)
-    untrained = build_model(lam, run, fit_data, "lam-untrained").to(device).eval()
+    fit_data = build_data(config, run, files, fit_sets)
+    held_data = build_data(config, run, files, held_sets)
+    untrained = build_model(config, run, fit_data, "lam-untrained").to(device).eval()
     models = {"latent": model, "untrained_latent": untrained}
     results = {}
     for horizon in lam.probe_horizons:
@@ -225,42 +195,13 @@ def evaluate_probes(lam: LamConfig, run: RunKey, files: list[TaskFiles], model: 
     return results
 
 
-def save_weights(folder: Path, name: str, module: torch.nn.Module, record: dict[str, Any],
-                 metrics: dict[str, Any]) -> None:
-    """Write ``folder/name`` (safetensors), ``run.json`` (the record that made it, which
-    ``load_checked_weights`` checks) and ``metrics.json``, each atomically."""
-    from safetensors.torch import save_file
-
-    with atomic_output(folder / name) as tmp:
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    write_json(folder / "run.json", {**record, "provenance": provenance()})
-    write_json(folder / "metrics.json", metrics)
-
-
-def load_checked_weights(folder: str | Path, name: str, expected: dict[str, Any], remedy: str) -> dict[str, torch.Tensor]:
-    """The weights ``folder/name``, refused with one line if unreadable or if the folder's run.json
-    was made under another config than ``expected`` (the differing key named)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    try:
-        stored = json.loads((folder / "run.json").read_text())
-        state = load_file(str(folder / name))
-    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
-        raise UserError(f"{folder}: no readable {name} ({type(exc).__name__}: {exc})") from None
-    stored.pop("provenance", None)
-    check_record(folder / "run.json", stored, expected, remedy)
-    return state
-
-
 def load_trained(run_dir: str | Path, config: Config, run: RunKey, tasks: list[str],
                  frame_size: int) -> LatentActionModel:
     """The trained LAM of ``run_dir``, refused (naming the key) if ``config`` would not make it."""
     state = load_checked_weights(run_dir, "model.safetensors", run_record(config, run, tasks),
                                  "retrain it or fix the config")
-    target_dim = state["fdm.4.weight"].shape[0] if run.method == "target" else None
-    model = LatentActionModel(config.lam, run.method, run.latent_dim, frame_size, target_dim)
+    target_dim = state["fdm.4.weight"].shape[0] if run.spec.head == "vector" else None
+    model = LatentActionModel(config.lam, run.method, run.latent_dim, frame_size, target_dim, run.formulation)
     model.load_state_dict(state)
     return model.eval()
 
@@ -307,26 +248,18 @@ def _save_checkpoint(path: Path, accelerator: Any, model: Any, probe: Any, optim
         torch.save(state, tmp)
 
 
-def train_rollouts(config: Config, root: Path = Path(".")) -> list[Path]:
-    """The workflow's train rollout files, one per task of ``config``."""
-    return [root / f"data/rollouts/train/{task}.h5" for task in config.tasks]
-
-
 def task_files(config: Config, run: RunKey, root: Path = Path(".")) -> list[TaskFiles]:
     """The standard artifact paths of a run's inputs, one entry per task."""
-    return [TaskFiles(rollouts, root / f"data/targets/{run.target}/{task}.h5" if run.method == "target" else None)
-            for task, rollouts in zip(config.tasks, train_rollouts(config, root))]
-
-
-def all_runs(config: Config) -> list[RunKey]:
-    """Every run that ``lam.runs`` describes."""
-    return [RunKey(spec.method, spec.target, dim, seed)
-            for spec in config.lam.runs for dim in spec.latent_dims for seed in spec.seeds]
+    targets = run.target_paths(config, root) or [None] * len(config.tasks)
+    return [TaskFiles(rollouts, target) for rollouts, target in zip(rollout_paths(config, "train", root), targets)]
 
 
 def heldout_summary(metrics: dict[str, Any]) -> str:
+    """One line: the headline held-out probes (first horizon), relative to their variance."""
     probe = metrics["heldout_probe"]
-    return (f"held-out probe MSE action {probe['action']['latent']:.4f} (variance {probe['action']['variance']:.4f}, "
-            f"state {probe['action']['state']:.4f}), noise {probe['noise']['latent']:.4f} "
-            f"(variance {probe['noise']['variance']:.4f})")
-
+    parts = []
+    for quantity, feature in (("action_xyz", "latent"), ("action_xyz", "state"), ("residual", "latent+state"),
+                              ("residual", "state"), ("residual", "action+state")):
+        if quantity in probe:
+            parts.append(f"{quantity} {feature} {probe[quantity][feature] / probe[quantity]['variance']:.3f}")
+    return "held-out probe MSE / variance: " + ", ".join(parts)

@@ -19,6 +19,7 @@ class Policy(nn.Module):
         self.n_tasks = n_tasks
         self.encoder = ImpalaEncoder(3 * frame_stack, config.encoder_channels)
         self.head = mlp(self.encoder.flat_size(frame_size) + n_tasks, config.hidden_dim, out_dim)
+        self.to(memory_format=torch.channels_last)  # as the LAM's encoders (LatentActionModel.observe)
 
     def forward(self, frames: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         features = self.encoder(LatentActionModel.observe(frames)).flatten(1)

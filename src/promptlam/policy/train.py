@@ -1,11 +1,12 @@
 """Behaviour cloning of latent (or true) actions, and the few-label action decoder.
 
-A policy lives under ``runs/lam/{method}/{target}/ld{dim}/s{seed}/bc/`` (it imitates that LAM's
-IDM latent of (o_t, o_{t+1}) on every train trajectory) or ``runs/bc-actions/s{seed}/`` (it
-imitates the true actions: the reference). A decoder lives under ``.../decoder/n{budget}/``: an
-MLP from the policy's latent to the true action, fit on the labelled subset of each task.
-Each folder holds the weights (safetensors), ``run.json`` (the config record that made them,
-checked by every later stage) and ``metrics.json``.
+A policy lives in ``PolicyKey.path`` (``promptlam.runs``): beside its LAM run (it imitates that
+LAM's IDM latent of (o_t, o_{t+1}) on every train trajectory, each transition labelled once by
+the frozen IDM before training) or under ``runs/bc-actions/s{seed}/`` (it imitates the true
+actions: the reference). A decoder lives in ``PolicyKey.decoder_path(budget)``: an MLP from the
+policy's latent to the true action, fit on the labelled subset of each task. Each folder holds
+the weights (safetensors), ``run.json`` (the config record that made them, checked by every
+later stage) and ``metrics.json``.
 
 Stages are short, so a killed job starts again from the beginning; outputs appear only whole.
 """
@@ -13,7 +14,6 @@ Stages are short, so a killed job starts again from the beginning; outputs appea
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,52 +28,11 @@ from promptlam.errors import UserError
 from promptlam.io import progress_bar
 from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData
-from promptlam.lam.train import RunKey, load_checked_weights, load_trained, lr_factor, run_record, save_weights
+from promptlam.lam.train import load_trained, lr_factor
 from promptlam.policy.models import Policy, action_decoder
+from promptlam.runs import PolicyKey, decoder_record, load_checked_weights, policy_record, save_weights
 from promptlam.seeding import derive_seed, rng
 from promptlam.tasks import ACTION_DIM
-
-
-@dataclass(frozen=True)
-class PolicyKey:
-    """What a policy imitates: the latents of LAM run ``lam``, or the true actions (``lam=None``)."""
-
-    seed: int
-    lam: RunKey | None = None
-
-    @property
-    def path(self) -> str:
-        return f"{self.lam.path}/bc" if self.lam else f"runs/bc-actions/s{self.seed}"
-
-    def decoder_path(self, budget: int) -> str:
-        if self.lam is None:
-            raise ValueError("the true-action policy has no decoder")
-        return f"{self.lam.path}/decoder/n{budget}"
-
-    def eval_path(self, budget: int | None) -> str:
-        """Where its evaluation goes: beside the decoder of ``budget``, or the true-action policy."""
-        return f"{self.decoder_path(budget) if self.lam else self.path}/eval.json"
-
-    @property
-    def frames(self) -> str:
-        """The frames the policy sees: the clean twins for the distractor-free LAPO."""
-        return "clean" if self.lam is not None and self.lam.method == "lapo-clean" else "distracted"
-
-    @property
-    def out_dim(self) -> int:
-        return self.lam.latent_dim if self.lam else ACTION_DIM
-
-
-def policy_record(config: Config, key: PolicyKey, tasks: list[str]) -> dict[str, Any]:
-    """What a policy depends on (its weights' run.json carries it)."""
-    return {"stage": "bc", "seed": key.seed, "tasks": tasks, "frames": key.frames,
-            "config": config.section("seed", "bc") | {"frame_stack": config.lam.frame_stack},
-            "lam": run_record(config, key.lam, tasks) if key.lam else None}
-
-
-def decoder_record(config: Config, key: PolicyKey, budget: int, tasks: list[str]) -> dict[str, Any]:
-    return {"stage": "decoder", "budget": budget, "decoder": config.section("decoder")["decoder"],
-            "policy": policy_record(config, key, tasks)}
 
 
 def _accelerator():
@@ -90,29 +49,31 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
     if (key.lam is None) != (lam_dir is None):
         raise ValueError("a latent policy needs its LAM folder; the true-action policy none")
     data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames)
-    idm = load_trained(lam_dir, config, key.lam, tasks, data.frame_size) if key.lam else None
+    accelerator = _accelerator()
+    device = accelerator.device
+    labels, label_seconds = None, 0.0
+    if key.lam is not None:
+        began = time.perf_counter()
+        idm = load_trained(lam_dir, config, key.lam, tasks, data.frame_size).to(device)
+        labels = label_transitions(idm, data, device, progress)
+        label_seconds = time.perf_counter() - began
+        del idm
     torch.manual_seed(derive_seed(key.seed, "bc-init", key.path))
     policy = Policy(bc, config.lam.frame_stack, data.frame_size, len(tasks), key.out_dim)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=bc.learning_rate, weight_decay=bc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, bc.steps, bc.warmup_fraction))
-    accelerator = _accelerator()
     policy, optimizer = accelerator.prepare(policy, optimizer)
-    device = accelerator.device
-    if idm is not None:
-        idm.to(device)
     batches = torch.utils.data.DataLoader(StepBatches(data, key.seed, 0, bc.steps, bc.batch_size, stream="bc-batch"),
                                           batch_size=None)
     rows, running, began = [], [], time.perf_counter()
     bar = progress_bar(bc.steps, key.path, "step", progress)
     for step, batch in enumerate(batches):
         obs, task = batch["obs"], batch["task"].to(device)
-        with torch.no_grad(), accelerator.autocast():
-            # The IDM sees unaugmented frames: its latent is the label, not an input.
-            label = idm.infer_latent(obs.to(device), batch["future"].to(device))[0].float() if idm else batch["action"].to(device)
+        label = labels[batch["index"]] if labels is not None else batch["action"]
         if bc.augment:
             obs = augment([obs], torch.Generator().manual_seed(derive_seed(key.seed, "bc-augment", step)))[0]
         with accelerator.autocast():
-            loss = F.mse_loss(policy(obs.to(device), task).float(), label)
+            loss = F.mse_loss(policy(obs.to(device), task).float(), label.to(device))
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -126,20 +87,32 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
     bar.close()
     metrics = {"steps": bc.steps, "final_loss": rows[-1]["loss"], "curve": rows,
                "train_seconds": round(time.perf_counter() - began, 2)}
-    if idm is not None:
-        metrics["label_variance"] = _latent_variance(idm, data, key.seed, device)
+    if labels is not None:
+        # The loss of predicting the mean latent: what the BC loss is read against.
+        metrics["label_variance"] = float(labels.var(dim=0, unbiased=False).mean())
+        metrics["label_seconds"] = round(label_seconds, 2)
     data.close()
     save_weights(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
     return metrics
 
 
 @torch.no_grad()
-def _latent_variance(idm: torch.nn.Module, data: TransitionData, seed: int, device: torch.device) -> float:
-    """Variance of the IDM's latents over 512 transitions: the loss of predicting their mean, to
-    read the BC loss against."""
-    batch = data.batch(*data.sample(seed, 0, 512, stream="bc-variance"))
-    latents = idm.infer_latent(batch["obs"].to(device), batch["future"].to(device))[0].float()
-    return float(latents.var(dim=0, unbiased=False).mean())
+def label_transitions(idm: torch.nn.Module, data: TransitionData, device: torch.device, progress: bool = True,
+                      batch_size: int = 256) -> torch.Tensor:
+    """The frozen IDM's latent of (o_t, o_{t+1}) for every transition of ``data`` (unaugmented
+    frames), row ``data.transition_index(trajectory, t)``: computed once, so that behaviour
+    cloning does not run the IDM on every batch."""
+    trajectory = np.repeat(np.arange(len(data.lengths)), data.lengths - 1)
+    t = np.concatenate([np.arange(n - 1) for n in data.lengths])
+    latents = []
+    bar = progress_bar(len(t), "label transitions", "transition", progress)
+    for first in range(0, len(t), batch_size):
+        chosen = slice(first, first + batch_size)
+        batch = data.batch(trajectory[chosen], t[chosen], np.ones_like(t[chosen]))
+        latents.append(idm.infer_latent(batch["obs"].to(device), batch["future"].to(device))[0].float().cpu())
+        bar.update(len(t[chosen]))
+    bar.close()
+    return torch.cat(latents)
 
 
 def load_policy(folder: str | Path, config: Config, key: PolicyKey, tasks: list[str], frame_size: int) -> Policy:

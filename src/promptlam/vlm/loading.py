@@ -25,17 +25,21 @@ class ModelSource:
     """Where a model's files are and what they are."""
 
     path: str
-    """Local folder to load from (a user folder or a hub cache snapshot)."""
+    """Local folder to load from (a user folder or a hub cache snapshot), or a packaged weight file."""
     model: str
     """As named in the config."""
     revision: str | None
     """As named in the config."""
     commit: str | None
-    """The hub commit actually loaded (the snapshot's), None for a user folder."""
+    """The hub commit actually loaded (the snapshot's), what pins packaged weights, None for a user folder."""
 
 
 def resolve_source(target: HubModel, family: Family, where: str) -> ModelSource:
     """Locate ``target.model`` without the network; ``where`` names the config entry in errors."""
+    packaged = family.packaged_weights(target, where)
+    if packaged is not None:
+        path, pin = packaged
+        return ModelSource(path, target.model, target.revision, pin)
     local = Path(target.model).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import transformers
 from PIL import Image
 
 from promptlam.errors import UserError
+
+if TYPE_CHECKING:
+    from promptlam.config import HubModel
 
 FAMILY_MODULES = {
     "llava": "llava",
@@ -34,6 +37,7 @@ FAMILY_MODULES = {
     "clip": "embedding",
     "siglip": "embedding",
     "dinov2": "embedding",
+    "efficientnet_lite0": "efficientnet",
 }
 """Family name -> module in this package that defines it (a module may define several)."""
 
@@ -50,6 +54,12 @@ class Family:
     """Whether tokens can be generated (``generate_tokens``) through the standard ``generate``."""
 
     # ------------------------------------------------------------------------------- loading
+    def packaged_weights(self, target: HubModel, where: str) -> tuple[str, str] | None:
+        """For a family whose weights ship inside an installed package instead of the hub: their path
+        and what pins them (recorded as the commit), after checking the target's fields (one-line
+        errors naming ``where``). None, the default: a hub id or a local folder."""
+        return None
+
     def load_processor(self, path: str) -> Any:
         return transformers.AutoProcessor.from_pretrained(
             path, local_files_only=True, trust_remote_code=self.trust_remote_code)
