@@ -1,8 +1,10 @@
 """Latent action model training: pipeline against bare model steps, and memory against data size.
 
     python bench/lam.py [--config config.yaml --config profiles/smoke/smoke.yaml] [--steps 40]
+                        [--run lapo/pixels/absolute]
 
-  - bare:     forward + backward + optimiser step on batches read beforehand, samples/s;
+  - bare:     forward + backward + optimiser step on batches read beforehand, samples/s, with
+              frames and weights channels last (the default) and in the default layout;
   - pipeline: the training loop of `promptlam lam train` (batches read from HDF5 on demand,
               online probe, logging), samples/s, and its ratio to bare;
   - memory:   peak RSS of a training process on a dataset 1x, 10x and 100x the size of the
@@ -28,9 +30,11 @@ import torch
 from promptlam.config import load_config
 from promptlam.data.collect import collect
 from promptlam.data.rollout_file import RolloutFile, RolloutWriter, TRAJECTORY_FIELDS, row_fields
+from promptlam.lam import models
 from promptlam.lam.data import TaskFiles
 from promptlam.lam.train import build_data, build_model, train_run
 from promptlam.runs import RunKey
+from promptlam.targets import compute_target
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,13 +79,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--memory-steps", type=int, default=20)
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--run", default="lapo/pixels/absolute", help="method/target/formulation of the run to time")
+    parser.add_argument("--latent-dim", type=int, default=16)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     config_paths = args.config or [str(REPO / "config.yaml"), str(REPO / "profiles/smoke/smoke.yaml")]
     config = load_config(config_paths)
     lam = config.lam.model_copy(update={"steps": args.steps, "log_every": args.steps, "checkpoint_every": args.steps})
     config = config.model_copy(update={"lam": lam})
-    run = RunKey("lapo", "pixels", "absolute", 16, 0)
+    run = RunKey(*args.run.split("/"), args.latent_dim, 0)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -89,19 +95,27 @@ def main() -> None:
         for task in config.tasks:
             path = tmp / "data" / f"{task}.h5"
             collect(config, task, "train", path, progress=False)
-            files.append(TaskFiles(path))
-        # Bare: the same model and optimiser on batches read beforehand.
+            target = None
+            if run.spec.head == "vector":
+                target = tmp / "targets" / f"{task}.h5"
+                compute_target(config, run.target, task, path, target, progress=False)
+            files.append(TaskFiles(path, target))
+        # Bare: the same model and optimiser on batches read beforehand, in both memory layouts.
         data = build_data(config, run, files)
-        model = build_model(config, run, data, "lam-init")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lam.learning_rate)
         batches = [data.batch(*data.sample(run.seed, step, lam.batch_size)) for step in range(args.steps)]
-        began = time.perf_counter()
-        for batch in batches:
-            output = model(batch)
-            optimizer.zero_grad()
-            output.loss.backward()
-            optimizer.step()
-        bare = args.steps * lam.batch_size / (time.perf_counter() - began)
+        bare_by_layout = {}
+        for name, layout in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            models.MEMORY_FORMAT = layout
+            model = build_model(config, run, data, "lam-init")
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lam.learning_rate)
+            began = time.perf_counter()
+            for batch in batches:
+                output = model(batch)
+                optimizer.zero_grad()
+                output.loss.backward()
+                optimizer.step()
+            bare_by_layout[name] = args.steps * lam.batch_size / (time.perf_counter() - began)
+        bare = bare_by_layout["channels_last"]  # the default, which the pipeline below uses
         data.close()
         metrics = train_run(config, run, files, tmp / "run", list(config.tasks), progress=False)
         pipeline = metrics["samples_per_second_this_process"]
@@ -119,6 +133,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {'cuda' if torch.cuda.is_available() else 'cpu'}",
         "resolution": config.render.resolution, "batch_size": lam.batch_size,
         "encoder_channels": lam.encoder_channels, "torch_threads": torch.get_num_threads(),
+        "method": f"{run.method}/{run.target}",
+        "bare_samples_per_s_by_layout": {k: round(v, 1) for k, v in bare_by_layout.items()},
         "bare_samples_per_s": round(bare, 1), "pipeline_samples_per_s": pipeline,
         "ratio_pipeline_to_bare": round(pipeline / bare, 3),
         "peak_rss_mb_by_dataset_factor": memory, "frames_by_dataset_factor": frames,

@@ -25,3 +25,9 @@ def section_json(*names):
 
 TASKS = list(CFG.tasks)
 TRAIN_ROLLOUTS = expand(ROLLOUTS, split="train", task=TASKS)
+BACKGROUNDS = list(CFG.evaluation.backgrounds)
+
+
+def evaluations(folder):
+    """The evaluation files of a policy folder (a path with wildcards), one per background split."""
+    return [f"{folder}/eval-{background}.json" for background in BACKGROUNDS]

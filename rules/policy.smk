@@ -1,7 +1,7 @@
 # Stage 4: behaviour cloning, the few-label action decoders and online evaluation
 # (paths: promptlam.runs).
 #   {LAM_RUN}/bc/                                  latent policy of a LAM run
-#   {LAM_RUN}/decoder/n{budget}/                   its decoder and eval-{background}.json
+#   {LAM_RUN}/decoder/n{budget}/                   its decoder and eval-{background}.json (one job: all)
 #   runs/bc-actions/s{seed}/                       true-action BC and eval-{background}.json
 #   runs/random-actions/eval-{background}.json     uniform random actions: the floor
 # A policy uses the seed of its LAM run. Each job checks its inputs' config records.
@@ -9,11 +9,8 @@
 from promptlam.runs import BC_ACTIONS_RUN, RANDOM_EVAL
 
 
-wildcard_constraints:
-    background="train|eval",
-
-
-# Evaluation runs one env per process: as many as the job has cores.
+# Evaluation runs one env per process, as many as the job has cores, and every background split
+# of `evaluation.backgrounds` in one job (one file each: `evaluations`, rules/common.smk).
 EVAL_THREADS = max(1, min(CFG.evaluation.workers or workflow.cores, workflow.cores))
 
 
@@ -97,22 +94,22 @@ rule evaluate_latent:
         policy=f"{LAM_RUN}/bc/policy.safetensors",
         decoder=f"{LAM_RUN}/decoder/n{{budget}}/decoder.safetensors",
     output:
-        f"{LAM_RUN}/decoder/n{{budget}}/eval-{{background}}.json",
+        evaluations(f"{LAM_RUN}/decoder/n{{budget}}"),
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "decoder", "evaluation", "render"),
         args=run_args,
         policy=lambda wildcards, input: os.path.dirname(input.policy),
         decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     log:
-        "logs/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}-{background}.log",
+        "logs/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
-        "benchmarks/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}-{background}.tsv"
+        "benchmarks/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
     threads: EVAL_THREADS
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --background {wildcards.background}"
+        "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --backgrounds {BACKGROUNDS}"
         " --rollouts {input.rollouts} --policy {params.policy} --decoder {params.decoder} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
@@ -122,20 +119,20 @@ rule evaluate_actions:
         rollouts=TRAIN_ROLLOUTS,
         policy=f"{BC_ACTIONS_RUN}/policy.safetensors",
     output:
-        f"{BC_ACTIONS_RUN}/eval-{{background}}.json",
+        evaluations(BC_ACTIONS_RUN),
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
         policy=lambda wildcards, input: os.path.dirname(input.policy),
     log:
-        "logs/evaluate/bc-actions/s{seed}-{background}.log",
+        "logs/evaluate/bc-actions/s{seed}.log",
     benchmark:
-        "benchmarks/evaluate/bc-actions/s{seed}-{background}.tsv"
+        "benchmarks/evaluate/bc-actions/s{seed}.tsv"
     threads: EVAL_THREADS
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --background {wildcards.background}"
+        "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --backgrounds {BACKGROUNDS}"
         " --rollouts {input.rollouts} --policy {params.policy} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
@@ -144,17 +141,17 @@ rule evaluate_random:
     input:
         rollouts=TRAIN_ROLLOUTS,
     output:
-        RANDOM_EVAL,
+        [RANDOM_EVAL.format(background=background) for background in BACKGROUNDS],
     params:
         config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
     log:
-        "logs/evaluate/random-actions/{background}.log",
+        "logs/evaluate/random-actions.log",
     benchmark:
-        "benchmarks/evaluate/random-actions/{background}.tsv"
+        "benchmarks/evaluate/random-actions.tsv"
     threads: EVAL_THREADS
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "{PROMPTLAM} policy random --background {wildcards.background} --rollouts {input.rollouts}"
+        "{PROMPTLAM} policy random --backgrounds {BACKGROUNDS} --rollouts {input.rollouts}"
         " --workers {threads} --out {output} --config-json {params.config:q} > {log} 2>&1"

@@ -79,20 +79,23 @@ def test_transitions_are_labelled_once_by_the_frozen_idm(trained, rollout_path):
     torch.testing.assert_close(labels[batch["index"]], direct, rtol=1e-5, atol=1e-5)
 
 
-def _evaluate(trained, out, workers, background="eval"):
+def _evaluate(trained, outs, workers):
     root, key = trained["root"], trained["key"]
-    return evaluate(trained["config"], key, TASKS, [trained["rollouts"]], out, background, root / key.path, 2,
+    return evaluate(trained["config"], key, TASKS, [trained["rollouts"]], outs, root / key.path, 2,
                     root / key.decoder_path(2), workers=workers, progress=False)
 
 
 def test_evaluation_is_reproducible_per_episode_whatever_the_processes(trained, rollout_path, tmp_path):
     trained = {**trained, "rollouts": rollout_path}
-    alone = _evaluate(trained, tmp_path / "one/eval.json", workers=1)
-    parallel = _evaluate(trained, tmp_path / "two/eval.json", workers=2)
+    both = {"eval": tmp_path / "one/eval.json", "train": tmp_path / "one/seen.json"}
+    alone = _evaluate(trained, both, workers=1)["eval"]
+    parallel = _evaluate(trained, {"eval": tmp_path / "two/eval.json"}, workers=2)["eval"]
+    three = _evaluate(trained, {"train": tmp_path / "three/seen.json", "eval": tmp_path / "three/eval.json"}, workers=3)
     episodes = alone["tasks"]["reach-v3"]["episodes"]
     assert [e["index"] for e in episodes] == [0, 1, 2]
     assert all(1 <= e["steps"] <= 4 for e in episodes)
     assert episodes == parallel["tasks"]["reach-v3"]["episodes"]  # seeds, steps, returns, successes
+    assert episodes == three["eval"]["tasks"]["reach-v3"]["episodes"]
     assert len({e["seed"] for e in episodes}) == 3
     assert alone["success_rate"] == np.mean([e["success"] for e in episodes])
     written = json.loads((tmp_path / "one/eval.json").read_text())
@@ -103,15 +106,27 @@ def test_evaluation_is_reproducible_per_episode_whatever_the_processes(trained, 
 
     assert iio.imread(gif).shape[:3] == (episodes[0]["steps"] + 1, 256, 256)  # every frame, enlarged
     assert not (tmp_path / "one/videos/reach-v3-eval-episode1.gif").exists()
-    seen = _evaluate(trained, tmp_path / "seen/eval.json", workers=1, background="train")
+    seen = json.loads((tmp_path / "one/seen.json").read_text())
+    assert seen["background"] == "train" and seen["tasks"] == three["train"]["tasks"]
     assert [e["seed"] for e in seen["tasks"]["reach-v3"]["episodes"]] == [e["seed"] for e in episodes]  # same layouts
-    assert (tmp_path / "seen/videos/reach-v3-train-episode0.gif").exists()
+    assert (tmp_path / "one/videos/reach-v3-train-episode0.gif").exists()
+
+
+def test_episodes_are_shared_out_in_runs_of_equal_length():
+    from promptlam.policy.evaluate import balanced_segments
+
+    units = [("a", "train", "a.h5"), ("b", "train", "b.h5"), ("c", "train", "c.h5")]
+    shares = balanced_segments(units, episodes=5, workers=2)
+    assert [sum(len(s.episodes) for s in share) for share in shares] == [8, 7]
+    assert [(s.task, s.episodes) for s in shares[0]] == [("a", (0, 1, 2, 3, 4)), ("b", (0, 1, 2))]
+    assert [(s.task, s.episodes) for s in shares[1]] == [("b", (3, 4)), ("c", (0, 1, 2, 3, 4))]
+    assert len(balanced_segments(units[:1], episodes=2, workers=4)) == 2  # never an empty share
 
 
 def test_random_actions_give_the_floor_under_the_same_protocol(rollout_path, tmp_path):
     config = small_config(evaluation={"episodes": 3, "videos": 1})
-    first = evaluate(config, None, TASKS, [rollout_path], tmp_path / "a.json", "eval", workers=1, progress=False)
-    again = evaluate(config, None, TASKS, [rollout_path], tmp_path / "b.json", "eval", workers=2, progress=False)
+    first = evaluate(config, None, TASKS, [rollout_path], {"eval": tmp_path / "a.json"}, workers=1, progress=False)["eval"]
+    again = evaluate(config, None, TASKS, [rollout_path], {"eval": tmp_path / "b.json"}, workers=2, progress=False)["eval"]
     assert first["tasks"] == again["tasks"]  # seeded by the episode, whatever the processes
     assert first["record"] == {"stage": "random-actions", "seed": config.seed, "tasks": TASKS}
     returns = {e["return"] for e in first["tasks"]["reach-v3"]["episodes"]}
@@ -122,7 +137,7 @@ def test_random_actions_give_the_floor_under_the_same_protocol(rollout_path, tmp
 def test_a_killed_evaluation_reruns_cleanly(trained, rollout_path, tmp_path):
     out = tmp_path / "eval.json"
     out.with_name("eval.json.tmp").write_text('{"half": ')  # what a kill mid-write would leave
-    result = _evaluate({**trained, "rollouts": rollout_path}, out, workers=1)
+    result = _evaluate({**trained, "rollouts": rollout_path}, {"eval": out}, workers=1)["eval"]
     assert json.loads(out.read_text())["success_rate"] == result["success_rate"]
     assert not out.with_name("eval.json.tmp").exists()
 
@@ -132,7 +147,7 @@ def test_stages_refuse_artifacts_made_under_another_config(trained, rollout_path
     with pytest.raises(UserError, match=r"config.bc.learning_rate differs"):
         load_policy(root / key.path, small_config(bc={"learning_rate": 1.0}), key, TASKS, 64)
     with pytest.raises(UserError, match=r"decoder.updates differs"):
-        evaluate(small_config(decoder={"updates": 7}), key, TASKS, [rollout_path], tmp_path / "e.json", "eval",
+        evaluate(small_config(decoder={"updates": 7}), key, TASKS, [rollout_path], {"eval": tmp_path / "e.json"},
                  root / key.path, 2, root / key.decoder_path(2), workers=1, progress=False)
     with pytest.raises(UserError, match=r"config.lam.learning_rate differs"):
         train_policy(small_config(lam={"learning_rate": 1.0}), key, [rollout_path], tmp_path / "bc", TASKS,
@@ -145,8 +160,8 @@ def test_true_action_policy_is_evaluated_without_a_decoder(rollout_path, tmp_pat
     config = small_config(evaluation={"episodes": 2, "videos": 0})
     key = PolicyKey(1)
     train_policy(config, key, [rollout_path], tmp_path / key.path, TASKS, progress=False)
-    result = evaluate(config, key, TASKS, [rollout_path], tmp_path / "eval.json", "eval", tmp_path / key.path,
-                      workers=1, progress=False)
+    result = evaluate(config, key, TASKS, [rollout_path], {"eval": tmp_path / "eval.json"}, tmp_path / key.path,
+                      workers=1, progress=False)["eval"]
     assert result["budget"] is None and len(result["tasks"]["reach-v3"]["episodes"]) == 2
     assert not (tmp_path / "videos").exists()
 

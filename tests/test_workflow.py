@@ -18,7 +18,7 @@ pytestmark = pytest.mark.workflow
 def snakemake(workdir, *args):
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--profile", str(REPO / "profiles/smoke"), "--directory", str(workdir), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800)  # runaway limit, not a benchmark
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +115,10 @@ def test_fig1_is_built_from_every_stage(smoke_run):
                     assert result["tasks"][task]["success_rate"] == sum(e["success"] for e in episodes) / len(episodes)
                 videos = sorted((smoke_run / path).parent.glob(f"videos/*-{background}-*.gif"))
                 assert len(videos) == len(config.tasks) * config.evaluation.videos
-    evaluations = sum(len(paths) for entries in fig1_evaluations(config).values() for paths in entries.values())
-    floors = len(backgrounds)
-    assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == evaluations + floors
+    policies = {path.rsplit("/", 1)[0] for entries in fig1_evaluations(config).values()
+                for paths in entries.values() for path in paths}
+    # One evaluation job per policy (every background split), and one for the random floor.
+    assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == len(policies) + 1
 
 
 def test_rerun_has_nothing_to_do(smoke_run):

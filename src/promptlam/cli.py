@@ -229,9 +229,21 @@ def cmd_policy_decoder(args: argparse.Namespace) -> None:
           f"(action variance {metrics['action_variance']:.4f})")
 
 
-def _print_evaluation(out: Path, result: dict) -> None:
-    rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
-    print(f"{out}: success rate {result['success_rate']:.3f} ({rates})")
+def _evaluation_outputs(args: argparse.Namespace, config, default) -> dict[str, Path]:
+    """Background split -> evaluation file: --backgrounds (default: the config's
+    evaluation.backgrounds) with one --out each, or the default path of each."""
+    backgrounds = args.backgrounds or list(config.evaluation.backgrounds)
+    if args.out is None:
+        return {background: Path(default(background)) for background in backgrounds}
+    if len(args.out) != len(backgrounds):
+        raise UserError(f"--out: expected one file per background ({', '.join(backgrounds)}), got {len(args.out)}")
+    return dict(zip(backgrounds, map(Path, args.out)))
+
+
+def _print_evaluations(outs: dict[str, Path], results: dict[str, dict]) -> None:
+    for background, result in results.items():
+        rates = ", ".join(f"{task} {entry['success_rate']:.2f}" for task, entry in result["tasks"].items())
+        print(f"{outs[background]}: success rate {result['success_rate']:.3f} ({rates})")
 
 
 def cmd_policy_evaluate(args: argparse.Namespace) -> None:
@@ -243,10 +255,10 @@ def cmd_policy_evaluate(args: argparse.Namespace) -> None:
     root, tasks = Path(args.root), list(config.tasks)
     rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
     decoder_dir = Path(args.decoder or root / key.decoder_path(args.budget)) if key.lam else None
-    out = Path(args.out or root / key.eval_path(args.budget, args.background))
-    result = evaluate(config, key, tasks, rollouts, out, args.background, Path(args.policy or root / key.path),
-                      args.budget if key.lam else None, decoder_dir, args.workers)
-    _print_evaluation(out, result)
+    outs = _evaluation_outputs(args, config, lambda background: root / key.eval_path(args.budget, background))
+    results = evaluate(config, key, tasks, rollouts, outs, Path(args.policy or root / key.path),
+                       args.budget if key.lam else None, decoder_dir, args.workers)
+    _print_evaluations(outs, results)
 
 
 def cmd_policy_random(args: argparse.Namespace) -> None:
@@ -256,8 +268,8 @@ def cmd_policy_random(args: argparse.Namespace) -> None:
     config = _config(args)
     root, tasks = Path(args.root), list(config.tasks)
     rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
-    out = Path(args.out or root / RANDOM_EVAL.format(background=args.background))
-    _print_evaluation(out, evaluate(config, None, tasks, rollouts, out, args.background, workers=args.workers))
+    outs = _evaluation_outputs(args, config, lambda background: root / RANDOM_EVAL.format(background=background))
+    _print_evaluations(outs, evaluate(config, None, tasks, rollouts, outs, workers=args.workers))
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -360,18 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(policy, "evaluate", cmd_policy_evaluate, "roll the (decoded) policy out in the online env", config=True)
     run_args(sub, policy_methods, required=False)
     sub.add_argument("--budget", type=int, help="labelled trajectories per task of the decoder")
-    sub.add_argument("--background", default="eval", choices=("train", "eval"),
-                     help="background videos: those of the training data, or unseen ones")
+    sub.add_argument("--backgrounds", nargs="+", choices=("train", "eval"),
+                     help="background videos, each evaluated apart: those of the training data, unseen ones "
+                          "(default: the config's evaluation.backgrounds)")
     sub.add_argument("--policy", help="the policy's folder (default: under --root)")
     sub.add_argument("--decoder", help="the decoder's folder (default: under --root)")
-    sub.add_argument("--out", help="file to write (default: eval-{background}.json in the decoder's or policy's folder)")
+    sub.add_argument("--out", nargs="+", help="files to write, one per background (default: eval-{background}.json "
+                                              "in the decoder's or policy's folder)")
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
     sub = command(policy, "random", cmd_policy_random, "the floor: uniform random actions under the evaluation protocol",
                   config=True)
-    sub.add_argument("--background", default="eval", choices=("train", "eval"))
+    sub.add_argument("--backgrounds", nargs="+", choices=("train", "eval"),
+                     help="background videos, each evaluated apart (default: the config's evaluation.backgrounds)")
     sub.add_argument("--root", default=".", help="folder of the default inputs and outputs")
     sub.add_argument("--rollouts", nargs="+", metavar="H5", help="train rollout files, one per task (default: under --root)")
-    sub.add_argument("--out", help="file to write (default: runs/random-actions/eval-{background}.json under --root)")
+    sub.add_argument("--out", nargs="+", help="files to write, one per background "
+                                              "(default: runs/random-actions/eval-{background}.json under --root)")
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)

@@ -443,7 +443,7 @@ class LamConfig(Section):
     """Ridge penalty of the held-out linear probes (relative to the feature variance)."""
 
     runs: list[LamRunSpec] = Field(default_factory=list)
-    """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/ld{dim}/s{seed}/."""
+    """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}/."""
 
 
 # --------------------------------------------------------------------------------- downstream

@@ -25,6 +25,10 @@ from torch.nn import functional as F
 from promptlam.config import LamConfig
 from promptlam.methods import METHODS
 
+MEMORY_FORMAT = torch.channels_last
+"""Layout of frames and convolution weights: channels last is what oneDNN's convolutions run
+fastest in (bench/lam.py measures it against the default layout)."""
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -141,13 +145,12 @@ class LatentActionModel(nn.Module):
             if self.head == "ema":
                 self.target_encoder = copy.deepcopy(nn.ModuleDict({"encoder": self.obs_encoder, "head": self.obs_head}))
                 self.target_encoder.requires_grad_(False)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=MEMORY_FORMAT)
 
     @staticmethod
     def observe(frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames to [-1, 1], channels last: the layout oneDNN's convolutions run fastest
-        in (measured 1.8x faster on a CPU, docs/benchmarks.md; the results are the same)."""
-        return (frames.float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
+        """uint8 frames to [-1, 1], in ``MEMORY_FORMAT``."""
+        return (frames.float() / 127.5 - 1.0).contiguous(memory_format=MEMORY_FORMAT)
 
     def infer_latent(self, obs: torch.Tensor, future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """IDM: latent action between frame stacks ``obs`` and ``future`` (uint8), and the VQ loss."""

@@ -27,7 +27,7 @@ from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, split_trajectories
 from promptlam.lam.models import LatentActionModel
 from promptlam.lam.probe import heldout_probes, transition_features
-from promptlam.runs import RunKey, check_record, load_checked_weights, rollout_paths, run_record, save_weights
+from promptlam.runs import RunKey, check_record, load_checked_weights, run_record, save_weights
 from promptlam.seeding import derive_seed
 
 FRAME_STACK_KEYS = ("obs", "future", "next_obs", "target_obs")
@@ -246,12 +246,6 @@ def _save_checkpoint(path: Path, accelerator: Any, model: Any, probe: Any, optim
     }
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
-
-
-def task_files(config: Config, run: RunKey, root: Path = Path(".")) -> list[TaskFiles]:
-    """The standard artifact paths of a run's inputs, one entry per task."""
-    targets = run.target_paths(config, root) or [None] * len(config.tasks)
-    return [TaskFiles(rollouts, target) for rollouts, target in zip(rollout_paths(config, "train", root), targets)]
 
 
 def heldout_summary(metrics: dict[str, Any]) -> str:

@@ -36,20 +36,27 @@ EVAL_STREAM = "online-eval"
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Consecutive episodes of one task with one split of background videos."""
+
+    task: str
+    background: str
+    rollouts: str
+    episodes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class EvalJob:
-    """Everything a worker process needs to run some episodes of one task (all picklable).
-    ``key`` None: uniform random actions."""
+    """Everything a worker process needs to run its segments (all picklable): the policy is
+    loaded once, an env is built per segment. ``key`` None: uniform random actions."""
 
     config: Config
     key: PolicyKey | None
     budget: int | None
     tasks: tuple[str, ...]
-    task: str
-    background: str
-    rollouts: str
     policy_dir: str | None
     decoder_dir: str | None
-    episodes: tuple[int, ...]
+    segments: tuple[Segment, ...]
     max_steps: int | None
     video_dir: str | None
     videos: int
@@ -83,26 +90,31 @@ def play_episode(env: Any, seed: int, act: Callable[[deque], np.ndarray], stack:
     return {"seed": seed, "success": bool(info["success"]), "steps": steps, "return": round(total_reward, 4)}, recorded
 
 
-def _policy_actor(job: EvalJob, resolution: int) -> Callable[[int], Callable[[deque], np.ndarray]]:
-    """Episode seed -> the act function of the job's (decoded) policy: the same for every episode."""
+def _policy_actor(job: EvalJob, resolution: int) -> Callable[[str, int], Callable[[deque], np.ndarray]]:
+    """(task, episode seed) -> the act function of the job's (decoded) policy for that task."""
     import torch
 
     config, key = job.config, job.key
     policy = load_policy(job.policy_dir, config, key, list(job.tasks), resolution)
     decoder = load_decoder(job.decoder_dir, config, key, job.budget, list(job.tasks)) if job.decoder_dir else None
-    task_index = torch.tensor([job.tasks.index(job.task)])
 
-    def act(frames: deque) -> np.ndarray:
-        with torch.no_grad():
-            output = policy(torch.from_numpy(_frame_stack_tensor(frames))[None], task_index)
-            return (decoder(output) if decoder is not None else output)[0].numpy()
+    def for_task(task: str, _seed: int) -> Callable[[deque], np.ndarray]:
+        task_index = torch.tensor([job.tasks.index(task)])
 
-    return lambda _seed: act
+        def act(frames: deque) -> np.ndarray:
+            with torch.no_grad():
+                output = policy(torch.from_numpy(_frame_stack_tensor(frames))[None], task_index)
+                return (decoder(output) if decoder is not None else output)[0].numpy()
+
+        return act
+
+    return for_task
 
 
-def _random_actor(shape: tuple[int, ...]) -> Callable[[int], Callable[[deque], np.ndarray]]:
-    """Episode seed -> uniform random actions in [-1, 1] from a generator seeded by the episode."""
-    def for_episode(seed: int) -> Callable[[deque], np.ndarray]:
+def _random_actor(shape: tuple[int, ...]) -> Callable[[str, int], Callable[[deque], np.ndarray]]:
+    """(task, episode seed) -> uniform random actions in [-1, 1] from a generator seeded by the
+    episode."""
+    def for_episode(_task: str, seed: int) -> Callable[[deque], np.ndarray]:
         generator = rng(seed, "random-actions")
         return lambda _frames: generator.uniform(-1.0, 1.0, shape).astype(np.float32)
 
@@ -110,28 +122,32 @@ def _random_actor(shape: tuple[int, ...]) -> Callable[[int], Callable[[deque], n
 
 
 def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
-    """Worker: build the env and the policy once, then run the job's episodes."""
+    """Worker: load the policy once, then run each segment's episodes in an env of its own."""
     import torch
 
     from promptlam.envs.factory import episode_seed, make_eval_env
 
     torch.set_num_threads(1)
     distractors = job.key is None or job.key.frames != "clean"
-    env = make_eval_env(job.rollouts, job.background, distractors=distractors, max_steps=job.max_steps,
-                        task=job.task)
-    actor = (_policy_actor(job, env.render_config.resolution) if job.key is not None
-             else _random_actor(env.action_space.shape))
+    actor = None
     results = []
-    try:
-        for index in job.episodes:
-            seed = episode_seed(job.config.seed, job.task, EVAL_STREAM, index)
-            episode, recorded = play_episode(env, seed, actor(seed), job.config.lam.frame_stack,
-                                             record=index < job.videos)
-            if recorded is not None and job.video_dir:
-                _write_gif(Path(job.video_dir) / f"{job.task}-{job.background}-episode{index}.gif", recorded)
-            results.append({"task": job.task, "index": index, **episode})
-    finally:
-        env.close()
+    for segment in job.segments:
+        env = make_eval_env(segment.rollouts, segment.background, distractors=distractors,
+                            max_steps=job.max_steps, task=segment.task)
+        if actor is None:
+            actor = (_policy_actor(job, env.render_config.resolution) if job.key is not None
+                     else _random_actor(env.action_space.shape))
+        try:
+            for index in segment.episodes:
+                seed = episode_seed(job.config.seed, segment.task, EVAL_STREAM, index)
+                episode, recorded = play_episode(env, seed, actor(segment.task, seed), job.config.lam.frame_stack,
+                                                 record=index < job.videos)
+                if recorded is not None and job.video_dir:
+                    _write_gif(Path(job.video_dir) / f"{segment.task}-{segment.background}-episode{index}.gif",
+                               recorded)
+                results.append({"task": segment.task, "background": segment.background, "index": index, **episode})
+        finally:
+            env.close()
     return results
 
 
@@ -147,20 +163,36 @@ def _write_gif(path: Path, frames: list[np.ndarray], min_size: int = 256) -> Non
         iio.imwrite(tmp, video, extension=".gif", duration=80, loop=0)
 
 
-def _split(indices: list[int], parts: int) -> list[tuple[int, ...]]:
-    return [tuple(int(i) for i in chunk) for chunk in np.array_split(np.asarray(indices), parts) if len(chunk)]
+def balanced_segments(units: list[tuple[str, str, str]], episodes: int, workers: int) -> list[tuple[Segment, ...]]:
+    """The episodes of every (task, background, rollouts) unit, cut into ``workers`` shares of
+    nearly equal size, each share a run of consecutive episodes: a worker builds an env only
+    where its share enters a new unit (at most units + workers - 1 envs in all)."""
+    flat = [(unit, index) for unit in units for index in range(episodes)]
+    shares = []
+    for chunk in np.array_split(np.arange(len(flat)), min(workers, len(flat))):
+        segments: list[Segment] = []
+        for position in chunk:
+            (task, background, rollouts), index = flat[position]
+            if segments and (segments[-1].task, segments[-1].background) == (task, background):
+                last = segments[-1]
+                segments[-1] = Segment(task, background, rollouts, (*last.episodes, index))
+            else:
+                segments.append(Segment(task, background, rollouts, (index,)))
+        shares.append(tuple(segments))
+    return shares
 
 
-def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: list[Path], out: str | Path,
-             background: str = "eval", policy_dir: str | Path | None = None, budget: int | None = None,
+def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: list[Path],
+             outs: dict[str, str | Path], policy_dir: str | Path | None = None, budget: int | None = None,
              decoder_dir: str | Path | None = None, workers: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True) -> dict[str, dict[str, Any]]:
     """Evaluate the policy of ``key`` (decoded, for a latent policy; ``key`` None: uniform random
-    actions) on every task with ``background`` videos; writes ``out``."""
+    actions) on every task with each background split of ``outs`` (background -> file to write);
+    returns background -> result."""
     evaluation = config.evaluation
-    out = Path(out)
-    if background not in ("train", "eval"):
-        raise ValueError(f"background must be 'train' or 'eval', got {background!r}")
+    unknown = sorted(set(outs) - {"train", "eval"})
+    if unknown or not outs:
+        raise ValueError(f"backgrounds must be 'train' or 'eval', got {sorted(outs)}")
     if key is not None:
         # Check the artifacts against the config here, once, before any process starts.
         load_policy(policy_dir, config, key, tasks, config.render.resolution)
@@ -168,44 +200,45 @@ def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: 
             if decoder_dir is None or budget is None:
                 raise ValueError("a latent policy is evaluated through its decoder")
             load_decoder(decoder_dir, config, key, budget, tasks)
+    units = [(task, background, str(path)) for background in outs for task, path in zip(tasks, rollouts)]
     workers = workers or evaluation.workers or len(os.sched_getaffinity(0))
-    workers = max(1, min(workers, len(tasks) * evaluation.episodes))
-    per_task = max(1, workers // len(tasks)) if workers >= len(tasks) else 1
     videos = evaluation.videos if key is not None else 0
-    jobs = [
-        EvalJob(config, key, budget, tuple(tasks), task, background, str(path), str(policy_dir) if policy_dir else None,
-                str(decoder_dir) if decoder_dir else None, chunk, evaluation.max_steps, str(out.parent / "videos"),
-                videos)
-        for task, path in zip(tasks, rollouts)
-        for chunk in _split(list(range(evaluation.episodes)), per_task)
-    ]
+    video_dir = str(Path(next(iter(outs.values()))).parent / "videos")
+    jobs = [EvalJob(config, key, budget, tuple(tasks), str(policy_dir) if policy_dir else None,
+                    str(decoder_dir) if decoder_dir else None, share, evaluation.max_steps, video_dir, videos)
+            for share in balanced_segments(units, evaluation.episodes, workers)]
     name = key.path if key is not None else "random actions"
     episodes: list[dict[str, Any]] = []
-    bar = progress_bar(len(tasks) * evaluation.episodes, f"evaluate {name} ({background} backgrounds)", "episode",
-                       progress)
-    if workers == 1:
-        for job in jobs:
-            episodes += run_episodes(job)
-            bar.update(len(job.episodes))
+    bar = progress_bar(len(units) * evaluation.episodes, f"evaluate {name} ({', '.join(outs)} backgrounds)",
+                       "episode", progress)
+    if len(jobs) == 1:
+        episodes = run_episodes(jobs[0])
+        bar.update(len(episodes))
     else:
         # spawn: MuJoCo/GL state and torch threads do not survive a fork.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(len(jobs), mp_context=get_context("spawn")) as pool:
             for done in pool.map(run_episodes, jobs):
                 episodes += done
                 bar.update(len(done))
     bar.close()
-    by_task = {}
-    for task in tasks:
-        rows = sorted((e for e in episodes if e["task"] == task), key=lambda e: e["index"])
-        by_task[task] = {"success_rate": float(np.mean([e["success"] for e in rows])),
-                         "episodes": [{k: v for k, v in e.items() if k != "task"} for e in rows]}
     if key is None:
         record = {"stage": "random-actions", "seed": config.seed, "tasks": tasks}
     else:
         record = decoder_record(config, key, budget, tasks) if key.lam else policy_record(config, key, tasks)
-    result = {"seed": key.seed if key is not None else config.seed, "budget": budget, "background": background,
-              "episodes_per_task": evaluation.episodes,
-              "success_rate": float(np.mean([t["success_rate"] for t in by_task.values()])), "tasks": by_task,
-              "evaluation": config.section("evaluation")["evaluation"], "record": record, "provenance": provenance()}
-    write_json(out, result)
-    return result
+    results = {}
+    for background, out in outs.items():
+        by_task = {}
+        for task in tasks:
+            rows = sorted((e for e in episodes if e["task"] == task and e["background"] == background),
+                          key=lambda e: e["index"])
+            by_task[task] = {"success_rate": float(np.mean([e["success"] for e in rows])),
+                             "episodes": [{k: v for k, v in e.items() if k not in ("task", "background")}
+                                          for e in rows]}
+        results[background] = {
+            "seed": key.seed if key is not None else config.seed, "budget": budget, "background": background,
+            "episodes_per_task": evaluation.episodes,
+            "success_rate": float(np.mean([t["success_rate"] for t in by_task.values()])), "tasks": by_task,
+            "evaluation": config.section("evaluation")["evaluation"], "record": record, "provenance": provenance()}
+    for background, out in outs.items():  # written only once every episode is done
+        write_json(out, results[background])
+    return results

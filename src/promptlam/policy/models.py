@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from promptlam.config import BcConfig, DecoderConfig
-from promptlam.lam.models import ImpalaEncoder, LatentActionModel, mlp
+from promptlam.lam.models import MEMORY_FORMAT, ImpalaEncoder, LatentActionModel, mlp
 
 
 class Policy(nn.Module):
@@ -19,7 +19,7 @@ class Policy(nn.Module):
         self.n_tasks = n_tasks
         self.encoder = ImpalaEncoder(3 * frame_stack, config.encoder_channels)
         self.head = mlp(self.encoder.flat_size(frame_size) + n_tasks, config.hidden_dim, out_dim)
-        self.to(memory_format=torch.channels_last)  # as the LAM's encoders (LatentActionModel.observe)
+        self.to(memory_format=MEMORY_FORMAT)  # as the LAM's encoders
 
     def forward(self, frames: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         features = self.encoder(LatentActionModel.observe(frames)).flatten(1)
