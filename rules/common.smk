@@ -3,7 +3,7 @@ import json
 import shlex
 import sys
 
-from promptlam.runs import LABELLED, ROLLOUTS, TARGET
+from promptlam.runs import EVAL_FILE, LABELLED, ROLLOUTS, TARGET
 
 PROMPTLAM = f"{shlex.quote(sys.executable)} -m promptlam"
 """How rules call the CLI: with the interpreter running Snakemake, whatever PATH says."""
@@ -30,4 +30,4 @@ BACKGROUNDS = list(CFG.evaluation.backgrounds)
 
 def evaluations(folder):
     """The evaluation files of a policy folder (a path with wildcards), one per background split."""
-    return [f"{folder}/eval-{background}.json" for background in BACKGROUNDS]
+    return [f"{folder}/{EVAL_FILE.format(background=background)}" for background in BACKGROUNDS]

@@ -6,7 +6,7 @@
 #   runs/random-actions/eval-{background}.json     uniform random actions: the floor
 # A policy uses the seed of its LAM run. Each job checks its inputs' config records.
 
-from promptlam.runs import BC_ACTIONS_RUN, RANDOM_EVAL
+from promptlam.runs import BC_ACTIONS_RUN, RANDOM_ACTIONS_RUN
 
 
 # Evaluation runs one env per process, as many as the job has cores, and every background split
@@ -141,7 +141,7 @@ rule evaluate_random:
     input:
         rollouts=TRAIN_ROLLOUTS,
     output:
-        [RANDOM_EVAL.format(background=background) for background in BACKGROUNDS],
+        evaluations(RANDOM_ACTIONS_RUN),
     params:
         config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
     log:

@@ -77,6 +77,8 @@ def test_eval_env_uses_eval_videos_and_the_recorded_settings(rollout_path, confi
     (["rollouts", "collect", "--task", "reach-v3", "--split", "train", "--out", "x.h5",
       "--config-json", '{"distractors": {"source": "folder", "folder": "/nonexistent"}}'], "/nonexistent is not a folder"),
     (["rollouts", "inspect", "missing.h5"], "missing.h5: rollout file not found"),
+    (["policy", "random", "--backgrounds", "eval", "eval"], "--backgrounds: each split at most once"),
+    (["policy", "random", "--backgrounds", "train", "eval", "--out", "x.h5"], "--out: expected one file per background"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, fragment):
     monkeypatch.chdir(tmp_path)

@@ -233,6 +233,8 @@ def _evaluation_outputs(args: argparse.Namespace, config, default) -> dict[str, 
     """Background split -> evaluation file: --backgrounds (default: the config's
     evaluation.backgrounds) with one --out each, or the default path of each."""
     backgrounds = args.backgrounds or list(config.evaluation.backgrounds)
+    if len(set(backgrounds)) != len(backgrounds):
+        raise UserError(f"--backgrounds: each split at most once, got {' '.join(backgrounds)}")
     if args.out is None:
         return {background: Path(default(background)) for background in backgrounds}
     if len(args.out) != len(backgrounds):

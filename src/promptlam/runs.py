@@ -27,10 +27,11 @@ LAM_RUN = "runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}"
 """A LAM run's folder (checkpoint, weights, run.json, metrics); its policy and decoders below it."""
 BC_ACTIONS_RUN = "runs/bc-actions/s{seed}"
 """The true-action policy's folder."""
-RANDOM_EVAL = "runs/random-actions/eval-{background}.json"
-"""Uniform random actions under the evaluation protocol: the floor of every success figure."""
 EVAL_FILE = "eval-{background}.json"
 """An evaluation's file name inside the decoder's (or the true-action policy's) folder."""
+RANDOM_ACTIONS_RUN = "runs/random-actions"
+"""Uniform random actions under the evaluation protocol: the floor of every success figure."""
+RANDOM_EVAL = f"{RANDOM_ACTIONS_RUN}/{EVAL_FILE}"
 
 
 def rollout_paths(config: Config, split: str = "train", root: Path = Path(".")) -> list[Path]:
