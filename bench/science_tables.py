@@ -3,6 +3,10 @@
     python bench/science_tables.py --config config.yaml profiles/cpu-science/science.yaml \
         --root results/cpu-science
 
+With several roots (runs of the same profile with other top-level `seed`s: other data, videos
+and episodes), `--pool` prints the same tables over the runs of all of them together: every
+(root, LAM seed) counts as one run.
+
 Reads what the workflow wrote (`tables/lam_probes.csv`, `figures/fig1.csv` and the evaluation
 files behind the figure) and prints: the held-out probes of every LAM variant, relative to the
 variance of what is predicted (1 = no information), mean over seeds with the 95% Student-t
@@ -19,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from promptlam.config import load_config
-from promptlam.figures import RANDOM_LABEL, fig1_records
+from promptlam.figures import RANDOM_LABEL, fig1_records, lam_probe_table
+from promptlam.stats import mean_confidence_interval, summarise
 
 PROBE_COLUMNS = [("action_xyz", "latent"), ("action_xyz", "untrained_latent"), ("action_xyz", "latent+state"),
                  ("hand_change", "latent+state"), ("residual", "latent+state"), ("residual", "latent+expert")]
@@ -81,15 +86,49 @@ def success_tables(config, root: Path) -> str:
     return "\n".join(lines)
 
 
+def pooled_probes(config, roots: list[Path]) -> pd.DataFrame:
+    """The probe summary of ``lam_probe_table`` over the runs of every root together."""
+    runs = pd.concat([lam_probe_table(config, root)[1] for root in roots], ignore_index=True)
+    keys = ["method", "target", "formulation", "latent_dim", "horizon", "predicts", "feature"]
+    rows = []
+    for key, group in runs.groupby(keys, sort=False):
+        mean, low, high = mean_confidence_interval(group.relative_mse.to_numpy())
+        rows.append(dict(zip(keys, key)) | {"seeds": len(group), "relative_mse": mean, "relative_mse_low": low,
+                                            "relative_mse_high": high})
+    return pd.DataFrame(rows)
+
+
+def pooled_success(config, roots: list[Path]) -> str:
+    """Figure 1's success IQM and mean over the runs of every root together (run = root x seed)."""
+    records = pd.concat([fig1_records(config, root).assign(seed=lambda r, i=index: 1000 * i + r.seed)
+                         for index, root in enumerate(roots)], ignore_index=True)
+    lines = []
+    for background in config.evaluation.backgrounds:
+        rows = records[records.background == background].drop(columns="background")
+        summary = summarise(rows, None, config.figures.fig1.bootstrap_reps, config.seed)
+        lines += [f"\n{background} backgrounds ({len(roots)} roots x {len(config.figures.fig1.seeds)} seeds):\n",
+                  "| entry | success IQM [95% CI] | mean [95% CI] |", "|---|---|---|"]
+        lines += [f"| {row.label} | {interval(row.iqm, row.iqm_low, row.iqm_high)} | "
+                  f"{interval(row['mean'], row.mean_low, row.mean_high)} |" for _, row in summary.iterrows()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", default=["config.yaml", "profiles/cpu-science/science.yaml"])
-    parser.add_argument("--root", type=Path, default=Path("results/cpu-science"))
+    parser.add_argument("--root", type=Path, nargs="+", default=[Path("results/cpu-science")])
+    parser.add_argument("--pool", action="store_true", help="one set of tables over the runs of every root")
     args = parser.parse_args()
     config = load_config(args.config)
-    print("## Held-out probes, MSE / variance\n" + probe_tables(pd.read_csv(args.root / "tables" / "lam_probes.csv")))
-    if (args.root / "figures" / "fig1.csv").exists():
-        print("\n## Figure 1: success rate\n" + success_tables(config, args.root))
+    if args.pool:
+        print("## Held-out probes, MSE / variance, pooled\n" + probe_tables(pooled_probes(config, args.root)))
+        print("\n## Figure 1: success rate, pooled\n" + pooled_success(config, args.root))
+        return
+    for root in args.root:
+        print(f"# {root}\n\n## Held-out probes, MSE / variance\n"
+              + probe_tables(pd.read_csv(root / "tables" / "lam_probes.csv")))
+        if (root / "figures" / "fig1.csv").exists():
+            print("\n## Figure 1: success rate\n" + success_tables(config, root))
 
 
 if __name__ == "__main__":

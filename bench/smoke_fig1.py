@@ -11,30 +11,17 @@ the jobs that ran side by side. Results go to docs/benchmarks.md by hand, with t
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
+from workflow_times import stage_table  # bench/ is on the path of a script run from it
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def stage_table(workdir: Path) -> list[dict[str, float | str]]:
-    stages: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for path in sorted((workdir / "benchmarks").rglob("*.tsv")):
-        with path.open() as handle:
-            row = next(csv.DictReader(handle, delimiter="\t"))
-        stage = path.relative_to(workdir / "benchmarks").parts[0]
-        rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else float("nan")
-        stages[stage].append((float(row["s"]), rss))
-    return [{"stage": stage, "jobs": len(jobs), "total_s": sum(s for s, _ in jobs),
-             "longest_s": max(s for s, _ in jobs), "peak_rss_mb": max(r for _, r in jobs)}
-            for stage, jobs in stages.items()]
 
 
 def main() -> None:

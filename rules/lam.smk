@@ -70,6 +70,8 @@ rule lam:
     benchmark:
         "benchmarks/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
+    # The longest jobs: started before any policy work so that none is left running alone at the end.
+    priority: 1
     resources:
         gpu=1,
         mem_mb=8000,

@@ -48,7 +48,9 @@ def test_previews(tmp_path, rollout_path):
 
 
 def test_eval_env_uses_eval_videos_and_the_recorded_settings(rollout_path, config):
-    env = make_eval_env(rollout_path)
+    with RolloutFile(rollout_path) as source:
+        recorded, task = source.recorded_config(), source.task
+    env = make_eval_env(recorded, task)
     try:
         observation, _ = env.reset(seed=0)
         assert env.split == "eval" and env.episode.video.startswith("procedural-eval-")
@@ -56,13 +58,13 @@ def test_eval_env_uses_eval_videos_and_the_recorded_settings(rollout_path, confi
         assert env.action_repeat == config.rollouts.action_repeat
     finally:
         env.close()
-    seen = make_eval_env(rollout_path, "train")  # the training data's background videos
+    seen = make_eval_env(recorded, task, "train")  # the training data's background videos
     try:
         seen.reset(seed=0)
         assert seen.split == "train" and seen.episode.video.startswith("procedural-train-")
     finally:
         seen.close()
-    clean_env = make_eval_env(rollout_path, distractors=False)
+    clean_env = make_eval_env(recorded, task, distractors=False)
     try:
         observation, _ = clean_env.reset(seed=0)
         np.testing.assert_array_equal(observation["pixels"], observation["clean"])

@@ -134,6 +134,24 @@ def test_random_actions_give_the_floor_under_the_same_protocol(rollout_path, tmp
     assert not (tmp_path / "videos").exists()
 
 
+def test_episodes_the_background_cannot_change_are_played_once_and_reported_for_every_split(rollout_path, tmp_path):
+    from promptlam.policy.evaluate import backgrounds_matter
+    from promptlam.runs import RunKey
+
+    assert not backgrounds_matter(None)
+    assert not backgrounds_matter(PolicyKey(0, RunKey("target-clean", "clean-16", "absolute", 8, 0)))
+    assert backgrounds_matter(PolicyKey(0, RunKey("target", "clean-16", "delta", 8, 0)))
+    assert backgrounds_matter(PolicyKey(0))
+    config = small_config(evaluation={"episodes": 2})
+    outs = {"train": tmp_path / "seen.json", "eval": tmp_path / "unseen.json"}
+    both = evaluate(config, None, TASKS, [rollout_path], outs, workers=1, progress=False)
+    alone = evaluate(config, None, TASKS, [rollout_path], {"eval": tmp_path / "alone.json"}, workers=1,
+                     progress=False)["eval"]
+    assert both["train"]["tasks"] == both["eval"]["tasks"] == alone["tasks"]
+    assert [both[b]["played_with_background"] for b in ("train", "eval")] == ["train", "train"]
+    assert json.loads(outs["eval"].read_text())["background"] == "eval"
+
+
 def test_a_killed_evaluation_reruns_cleanly(trained, rollout_path, tmp_path):
     out = tmp_path / "eval.json"
     out.with_name("eval.json.tmp").write_text('{"half": ')  # what a kill mid-write would leave

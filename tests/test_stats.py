@@ -42,6 +42,18 @@ def test_point_estimates_are_trimmed_mean_and_plain_mean(seed):
     assert (out["n_runs"], out["n_tasks"]) == scores.shape
 
 
+def test_our_iqm_is_rliables_to_the_last_bit():
+    from rliable import metrics
+
+    from promptlam.stats import aggregate_iqm
+
+    generator = np.random.default_rng(0)
+    for runs in range(1, 6):
+        for tasks in range(1, 5):
+            scores = generator.integers(0, 26, (runs, tasks)) / 25  # success rates of 25 episodes: ties
+            assert aggregate_iqm(scores) == metrics.aggregate_iqm(scores)
+
+
 def test_ci_matches_an_independent_numpy_bootstrap_and_rliable_itself():
     from rliable import library, metrics
 

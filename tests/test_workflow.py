@@ -125,3 +125,20 @@ def test_rerun_has_nothing_to_do(smoke_run):
     run = snakemake(smoke_run, "--dry-run")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_workflow_times_reads_every_job_of_the_run(smoke_run):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("workflow_times", REPO / "bench/workflow_times.py")
+    workflow_times = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = workflow_times  # its dataclass looks its module up there
+    spec.loader.exec_module(workflow_times)
+    log = sorted((smoke_run / ".snakemake/log").glob("*.snakemake.log"))[0]
+    jobs = workflow_times.read_log(log)
+    assert len(jobs) == log.read_text().count("Finished jobid:")
+    assert {"rollouts", "lam", "fig1"} <= {job.rule for job in jobs}
+    wall, held, _ = workflow_times.utilisation(jobs, cores=2)
+    assert 0 < held <= 2 * (wall + 1)
+    stages = {row["stage"]: row for row in workflow_times.stage_table(smoke_run)}
+    assert stages["lam"]["jobs"] == sum(job.rule == "lam" for job in jobs)

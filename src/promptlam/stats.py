@@ -6,8 +6,9 @@ exactly what the paper's do:
 
 * A score matrix is ``[runs, tasks]``: one success rate in [0, 1] per (seed, task) of one entry.
 * **IQM** (interquartile mean) is the 25 % trimmed mean over *all* runs x tasks scores pooled
-  together (``rliable.metrics.aggregate_iqm`` = ``scipy.stats.trim_mean(..., 0.25, axis=None)``):
-  robust to a few outlying seeds or tasks, yet less noisy than the median.
+  together (``rliable.metrics.aggregate_iqm`` = ``scipy.stats.trim_mean(..., 0.25, axis=None)``,
+  restated in ``aggregate_iqm`` for speed and tested equal): robust to a few outlying seeds or
+  tasks, yet less noisy than the median.
 * **mean** is the mean over tasks of the per-task mean over runs (``aggregate_mean``).
 * **Stratified bootstrap**: each replicate resamples the runs *with replacement independently
   within each task* (the task set stays fixed), recomputes the aggregate, and the CI is the
@@ -58,11 +59,22 @@ def _global_numpy_seed(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+def aggregate_iqm(scores: np.ndarray) -> float:
+    """``rliable.metrics.aggregate_iqm``: ``scipy.stats.trim_mean(scores, 0.25, axis=None)``,
+    the same partition and mean step for step (a test checks it equals rliable's), without
+    scipy's per-call argument inspection, which was 90% of a 10 000-replicate bootstrap (a
+    minute per Figure 1)."""
+    pooled = np.asarray(scores, dtype=float).ravel()
+    low = int(0.25 * len(pooled))
+    high = len(pooled) - low
+    return float(np.mean(np.partition(pooled, (low, high - 1))[low:high]))
+
+
 def _iqm_and_mean(scores: np.ndarray) -> np.ndarray:
     """Both aggregates from one resample, so their CIs share the bootstrap replicates."""
     from rliable import metrics
 
-    return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores)])
+    return np.array([aggregate_iqm(scores), metrics.aggregate_mean(scores)])
 
 
 def interval_estimates(scores: np.ndarray, reps: int, seed: int,

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.config import StorageConfig
+from promptlam.config import Config, StorageConfig, validate_config
 from promptlam.data.h5file import AtomicH5Writer, CheckedH5File
 from promptlam.tasks import ACTION_DIM, STATE_DIM
 
@@ -178,6 +178,11 @@ class RolloutFile(CheckedH5File):
     def config(self) -> dict[str, Any]:
         """The config sections that made this file (seed, render, distractors, rollouts)."""
         return json.loads(self.file.attrs["config"])
+
+    def recorded_config(self) -> Config:
+        """``config`` checked into a ``Config`` (other sections at their defaults): what an env
+        like the one that made the data is built from (``promptlam.envs.factory.make_env``)."""
+        return validate_config(self.config, f"{self.path} (recorded config)")
 
     @property
     def n_trajectories(self) -> int:

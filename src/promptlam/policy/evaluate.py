@@ -6,7 +6,9 @@ rollout file's recorded config) with the background videos of one split: `train`
 training, as LAOM evaluates) or `eval` (never seen: a generalisation test); the clean methods
 are evaluated without distractors. Episode i of a task is seeded by (config seed, task,
 "online-eval", i) with either background, so the layouts are the same and every episode can be
-replayed alone. Uniform random actions under the same protocol give the floor. Episodes run in
+replayed alone. Uniform random actions under the same protocol give the floor. Where the
+background cannot change an episode (a clean policy sees no distractors; random actions look at
+no frame) the episodes are played once and reported under every split. Episodes run in
 parallel processes, one rendering env per process; the evaluation file is written only once all
 are done (a killed evaluation leaves nothing and is simply run again).
 """
@@ -14,6 +16,7 @@ are done (a killed evaluation leaves nothing and is simply run again).
 from __future__ import annotations
 
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -125,6 +128,7 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     """Worker: load the policy once, then run each segment's episodes in an env of its own."""
     import torch
 
+    from promptlam.data.rollout_file import RolloutFile
     from promptlam.envs.factory import episode_seed, make_eval_env
 
     torch.set_num_threads(1)
@@ -132,8 +136,9 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     actor = None
     results = []
     for segment in job.segments:
-        env = make_eval_env(segment.rollouts, segment.background, distractors=distractors,
-                            max_steps=job.max_steps, task=segment.task)
+        with RolloutFile(segment.rollouts) as source:
+            recorded = source.recorded_config()
+        env = make_eval_env(recorded, segment.task, segment.background, distractors, job.max_steps)
         if actor is None:
             actor = (_policy_actor(job, env.render_config.resolution) if job.key is not None
                      else _random_actor(env.action_space.shape))
@@ -182,6 +187,13 @@ def balanced_segments(units: list[tuple[str, str, str]], episodes: int, workers:
     return shares
 
 
+def backgrounds_matter(key: PolicyKey | None) -> bool:
+    """Whether the background split can change an episode: not for uniform random actions (no
+    frame is looked at; the layouts are seeded alike) nor for a policy of clean frames (its env
+    has no distractors)."""
+    return key is not None and key.frames != "clean"
+
+
 def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: list[Path],
              outs: dict[str, str | Path], policy_dir: str | Path | None = None, budget: int | None = None,
              decoder_dir: str | Path | None = None, workers: int | None = None,
@@ -200,7 +212,9 @@ def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: 
             if decoder_dir is None or budget is None:
                 raise ValueError("a latent policy is evaluated through its decoder")
             load_decoder(decoder_dir, config, key, budget, tasks)
-    units = [(task, background, str(path)) for background in outs for task, path in zip(tasks, rollouts)]
+    # Played once when the background cannot change an episode, then reported under every split.
+    played = list(outs) if backgrounds_matter(key) else list(outs)[:1]
+    units = [(task, background, str(path)) for background in played for task, path in zip(tasks, rollouts)]
     workers = workers or evaluation.workers or len(os.sched_getaffinity(0))
     videos = evaluation.videos if key is not None else 0
     video_dir = str(Path(next(iter(outs.values()))).parent / "videos")
@@ -221,6 +235,11 @@ def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: 
                 episodes += done
                 bar.update(len(done))
     bar.close()
+    for background in list(outs)[len(played):]:
+        episodes += [{**e, "background": background} for e in episodes if e["background"] == played[0]]
+        for video in sorted(Path(video_dir).glob(f"*-{played[0]}-episode*.gif")):
+            with atomic_output(video.with_name(video.name.replace(f"-{played[0]}-", f"-{background}-"))) as tmp:
+                shutil.copyfile(video, tmp)
     if key is None:
         record = {"stage": "random-actions", "seed": config.seed, "tasks": tasks}
     else:
@@ -237,6 +256,7 @@ def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: 
         results[background] = {
             "seed": key.seed if key is not None else config.seed, "budget": budget, "background": background,
             "episodes_per_task": evaluation.episodes,
+            "played_with_background": background if background in played else played[0],
             "success_rate": float(np.mean([t["success_rate"] for t in by_task.values()])), "tasks": by_task,
             "evaluation": config.section("evaluation")["evaluation"], "record": record, "provenance": provenance()}
     for background, out in outs.items():  # written only once every episode is done
