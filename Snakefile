@@ -39,3 +39,4 @@ rule all:
         rules.lam_all.input,
         rules.lam_probes.output,
         rules.fig1.output,
+        expand(rules.sweep.output, name=SWEEPS),

@@ -1,6 +1,10 @@
 # Figures and the tables behind them: one rule each, from the evaluation and metrics files.
 
-from promptlam.figures import fig1_inputs
+import re
+
+from promptlam.figures import fig1_inputs, sweep_inputs
+
+SWEEPS = list(CFG.figures.sweeps)
 
 
 rule fig1:
@@ -38,4 +42,27 @@ rule lam_probes:
         runtime=30,
     shell:
         "{PROMPTLAM} figures lam-probes --pdf {output.pdf} --csv {output.csv}"
+        " --config-json {params.config:q} > {log} 2>&1"
+
+
+rule sweep:
+    input:
+        lambda wildcards: sweep_inputs(CFG, wildcards.name),
+    output:
+        pdf="figures/{name}.pdf",
+        csv="figures/{name}.csv",
+    wildcard_constraints:
+        # only the configured sweeps (a pattern that matches nothing when there are none)
+        name="|".join(map(re.escape, SWEEPS)) or "(?!)",
+    params:
+        config=lambda wildcards: section_json(
+            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures"
+        ),
+    log:
+        "logs/figures/{name}.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PROMPTLAM} figures sweep {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"

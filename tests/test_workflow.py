@@ -91,7 +91,7 @@ def test_fig1_is_built_from_every_stage(smoke_run):
 
     import pandas as pd
 
-    from promptlam.figures import RANDOM_LABEL, fig1_evaluations
+    from promptlam.figures import RANDOM_LABEL, fig1_evaluations, sweep_points
 
     config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
     assert (smoke_run / "figures/fig1.pdf").read_bytes().startswith(b"%PDF")
@@ -117,7 +117,10 @@ def test_fig1_is_built_from_every_stage(smoke_run):
                 assert len(videos) == len(config.tasks) * config.evaluation.videos
     policies = {path.rsplit("/", 1)[0] for entries in fig1_evaluations(config).values()
                 for paths in entries.values() for path in paths}
-    # One evaluation job per policy (every background split), and one for the random floor.
+    policies |= {point.key.eval_path(point.budget, "eval").rsplit("/", 1)[0]
+                 for name in config.figures.sweeps for point in sweep_points(config, name)}
+    # One evaluation job per policy (every background split) of Figure 1 and the sweeps, and one
+    # for the random floor.
     assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == len(policies) + 1
 
 
@@ -142,3 +145,18 @@ def test_workflow_times_reads_every_job_of_the_run(smoke_run):
     assert 0 < held <= 2 * (wall + 1)
     stages = {row["stage"]: row for row in workflow_times.stage_table(smoke_run)}
     assert stages["lam"]["jobs"] == sum(job.rule == "lam" for job in jobs)
+
+
+def test_every_sweep_figure_is_built_with_the_rows_its_config_implies(smoke_run):
+    import pandas as pd
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    assert list(config.figures.sweeps) == ["smoke-latent-dim", "smoke-labelled-budget"]
+    for name, sweep in config.figures.sweeps.items():
+        assert (smoke_run / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+        table = pd.read_csv(smoke_run / f"figures/{name}.csv", keep_default_na=False)
+        lines = sum(len(sweep.values) if entry.method != "bc-actions" else 1 for entry in sweep.entries)
+        probes = sum(len(sweep.values) for entry in sweep.entries if entry.method != "bc-actions")
+        expected = lines * len(config.evaluation.backgrounds) + (probes if sweep.axis == "latent_dim" else 0)
+        assert len(table) == expected and set(table.figure) == {name}
+        assert ((table.low <= table.estimate + 1e-9) & (table.estimate <= table.high + 1e-9)).all()

@@ -284,6 +284,19 @@ def cmd_figures_fig1(args: argparse.Namespace) -> None:
     print(summary.to_string(index=False))
 
 
+def cmd_figures_sweep(args: argparse.Namespace) -> None:
+    from promptlam.figures import make_sweep
+
+    config = _config(args)
+    config.check_figures("--config")
+    if args.name not in config.figures.sweeps:
+        raise UserError(f"figures.sweeps: no sweep {args.name!r} (configured: {', '.join(config.figures.sweeps) or 'none'})")
+    pdf = Path(args.pdf or f"figures/{args.name}.pdf")
+    csv = Path(args.csv or f"figures/{args.name}.csv")
+    table = make_sweep(config, args.name, Path(args.root), pdf, csv)
+    print(table.to_string(index=False))
+
+
 def cmd_figures_lam_probes(args: argparse.Namespace) -> None:
     from promptlam.figures import make_lam_probes
 
@@ -397,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--root", default=".", help="folder holding runs/")
     sub.add_argument("--pdf", default="figures/fig1.pdf")
     sub.add_argument("--csv", default="figures/fig1.csv")
+    sub = command(figures, "sweep", cmd_figures_sweep,
+                  "a sweep figure of figures.sweeps: probe and success against the swept setting", config=True)
+    sub.add_argument("name", help="the sweep's name in figures.sweeps")
+    sub.add_argument("--root", default=".", help="folder holding runs/")
+    sub.add_argument("--pdf", help="default: figures/{name}.pdf")
+    sub.add_argument("--csv", help="default: figures/{name}.csv")
     sub = command(figures, "lam-probes", cmd_figures_lam_probes,
                   "held-out probes of every LAM run of lam.runs: mean and t-interval over seeds", config=True)
     sub.add_argument("--root", default=".", help="folder holding runs/")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -570,11 +571,76 @@ class Fig1Config(Section):
     """Draw the success of uniform random actions (same envs and episodes) as the floor."""
 
 
+SWEEP_AXES = ("latent_dim", "labelled_budget")
+"""What a sweep figure varies: the LAMs' latent dimension, or the decoders' labelled budget."""
+
+RESERVED_FIGURE_NAMES = ("fig1", "lam_probes")
+
+
+class SweepFigure(Section):
+    """A figure of one setting swept over `values`: the held-out movement probe (`action_xyz`
+    from the latent, first probe horizon; for `latent_dim`) and the success rate on every
+    background split, one line per entry, with 95% intervals over the seeds. **[ours]** grids:
+    the paper sweeps both settings without stating its grid."""
+
+    axis: Literal[SWEEP_AXES]  # type: ignore[valid-type]
+    """`latent_dim`: the LAMs' latent dimension; `labelled_budget`: labelled trajectories per
+    task of the decoders (each one of `rollouts.labelled_budgets`)."""
+
+    values: list[int] = Field(min_length=2)
+    """The values of the axis (positive, distinct), in the order drawn."""
+
+    entries: list[FigureEntry] = Field(min_length=1)
+    """The lines: LAM runs (method, target, formulation); `bc-actions` is drawn as the flat
+    ceiling it is (it has no latent and no decoder)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    """Seeds of every point (LAM, policy and decoder share the seed)."""
+
+    latent_dim: int = Field(128, ge=1)
+    """The latent dimension while the labelled budget is swept."""
+
+    labelled_budget: int = Field(16, ge=1)
+    """The labelled budget while the latent dimension is swept (one of `rollouts.labelled_budgets`)."""
+
+    bootstrap_reps: int = Field(10000, ge=100)
+    """Bootstrap resamples of the success intervals."""
+
+    @field_validator("values")
+    @classmethod
+    def _positive_distinct(cls, values: list[int]) -> list[int]:
+        if min(values) < 1 or len(set(values)) != len(values):
+            raise ValueError(f"must be distinct positive integers, got {values}")
+        return values
+
+
+def _default_sweeps() -> dict[str, SweepFigure]:
+    lapo = FigureEntry(label="LAPO", method="lapo", target="pixels")
+    lapo_vlm = FigureEntry(label="LAPO+VLM (Molmo)", method="target", target="molmo-7b-d-focus")
+    return {
+        "latent_dim": SweepFigure(axis="latent_dim", values=[32, 64, 128, 256], entries=[lapo, lapo_vlm],
+                                  labelled_budget=16),
+        "labelled_budget": SweepFigure(axis="labelled_budget", values=[2, 4, 8, 16, 32, 64, 128], latent_dim=128,
+                                       entries=[lapo, lapo_vlm, FigureEntry(label="BC, true actions", method=BC_ACTIONS)]),
+    }
+
+
 class FiguresConfig(Section):
     """Figures and the tables behind them."""
 
     fig1: Fig1Config = Fig1Config()
     """Figure 1 (`figures/fig1.pdf` and `figures/fig1.csv`)."""
+
+    sweeps: dict[str, SweepFigure | None] = Field(default_factory=_default_sweeps)
+    """Sweep figures by name: `figures/{name}.pdf` and `figures/{name}.csv` each (names of
+    lower-case letters, digits, `-` and `_`, not `fig1` or `lam_probes`). A sweep set to null is
+    removed (how a profile drops a sweep of config.yaml). **[ours]** the grids of the paper's
+    latent-dimension and labelled-budget sweeps."""
+
+    @field_validator("sweeps")
+    @classmethod
+    def _drop_removed_sweeps(cls, sweeps: dict[str, Any]) -> dict[str, Any]:
+        return {name: sweep for name, sweep in sweeps.items() if sweep is not None}
 
 
 # --------------------------------------------------------------------------------------- config
@@ -627,8 +693,6 @@ class Config(Section):
     @field_validator("targets")
     @classmethod
     def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:
-        import re
-
         for name in targets:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"target name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
@@ -673,21 +737,37 @@ class Config(Section):
         """Check that the figures name runs this config can make (called by the workflow and the
         figure commands; not at validation, so that a stage given only its sections validates)."""
         fig1 = self.figures.fig1
-        for index, entry in enumerate(fig1.entries):
-            where = f"figures.fig1.entries.{index}"
-            if entry.method != BC_ACTIONS:
-                try:
-                    self.check_run(where, entry.method, entry.target, entry.formulation)
-                except ValueError as exc:
-                    raise ConfigError(f"{source}: {exc}") from None
-        labels = [entry.label for entry in fig1.entries]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"{source}: figures.fig1.entries: labels must differ")
+        labels = self._check_entries("figures.fig1.entries", fig1.entries, source)
         if fig1.normalise_by is not None and fig1.normalise_by not in labels:
             raise ConfigError(f"{source}: figures.fig1.normalise_by: no entry labelled {fig1.normalise_by!r}")
         if fig1.labelled_budget not in self.rollouts.labelled_budgets:
             raise ConfigError(f"{source}: figures.fig1.labelled_budget: {fig1.labelled_budget} is not one of "
                               f"rollouts.labelled_budgets {self.rollouts.labelled_budgets}")
+        for name, sweep in self.figures.sweeps.items():
+            where = f"figures.sweeps.{name}"
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or name in RESERVED_FIGURE_NAMES:
+                raise ConfigError(f"{source}: {where}: a sweep's name must be lower-case letters, digits, '-' "
+                                  f"and '_', not {' or '.join(RESERVED_FIGURE_NAMES)}")
+            self._check_entries(f"{where}.entries", sweep.entries, source)
+            budgets = sweep.values if sweep.axis == "labelled_budget" else [sweep.labelled_budget]
+            missing = [budget for budget in budgets if budget not in self.rollouts.labelled_budgets]
+            if missing:
+                key = "values" if sweep.axis == "labelled_budget" else "labelled_budget"
+                raise ConfigError(f"{source}: {where}.{key}: {missing} not in rollouts.labelled_budgets "
+                                  f"{self.rollouts.labelled_budgets}")
+
+    def _check_entries(self, where: str, entries: list[FigureEntry], source: str) -> list[str]:
+        """A figure's entries name runs this config can make, under distinct labels (returned)."""
+        for index, entry in enumerate(entries):
+            if entry.method != BC_ACTIONS:
+                try:
+                    self.check_run(f"{where}.{index}", entry.method, entry.target, entry.formulation)
+                except ValueError as exc:
+                    raise ConfigError(f"{source}: {exc}") from None
+        labels = [entry.label for entry in entries]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{source}: {where}: labels must differ")
+        return labels
 
     def section(self, *names: str) -> dict[str, Any]:
         """The named top-level sections as plain data, e.g. to pass a stage only what it reads."""
@@ -810,7 +890,8 @@ def markdown_reference() -> str:
                 continue
             default = info.get_default(call_default_factory=True) if not info.is_required() else None
             shown = "required" if info.is_required() else f"`{json.dumps(to_jsonable_python(default))}`"
-            type_name = "mapping of name to target" if name == "targets" else _type_name(annotation)
+            type_name = {"targets": "mapping of name to target", "sweeps": "mapping of name to sweep (below)"}.get(
+                name, _type_name(annotation))
             lines.append(f"| `{key}` | {type_name} | {shown} | {_one_line(info.description)} |")
         lines.append("")
         for key, sub in nested:
@@ -822,6 +903,8 @@ def markdown_reference() -> str:
         kind = target.model_fields["kind"].annotation.__args__
         lines.extend([f"## `targets.<name>` with `kind: {' | '.join(kind)}`", "", _one_line(target.__doc__), ""])
         describe(target, "targets.<name>.")
+    lines.extend(["## `figures.sweeps.<name>`", "", _one_line(SweepFigure.__doc__), ""])
+    describe(SweepFigure, "figures.sweeps.<name>.")
     return "\n".join(lines)
 
 

@@ -6,7 +6,10 @@ Torch-free: the rules import it to build the DAG.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from promptlam.config import Config, FigureEntry
 from promptlam.errors import UserError
@@ -101,6 +104,154 @@ def make_fig1(config: Config, root: Path, pdf: Path, csv: Path):
     return summary
 
 
+@dataclass(frozen=True)
+class SweepPoint:
+    """One (entry, value, seed) of a sweep figure: the policy it evaluates and its decoder's
+    labelled budget (``value`` None: `bc-actions`, the same at every value)."""
+
+    label: str
+    value: int | None
+    seed: int
+    key: PolicyKey
+    budget: int | None
+
+
+def sweep_points(config: Config, name: str) -> list[SweepPoint]:
+    """Every point of sweep ``name`` (`figures.sweeps`)."""
+    sweep = config.figures.sweeps[name]
+    points = []
+    for entry in sweep.entries:
+        for value in sweep.values if entry.method != BC_ACTIONS else [None]:
+            dim = value if sweep.axis == "latent_dim" and value is not None else sweep.latent_dim
+            budget = value if sweep.axis == "labelled_budget" and value is not None else sweep.labelled_budget
+            for seed in sweep.seeds:
+                if entry.method == BC_ACTIONS:
+                    points.append(SweepPoint(entry.label, None, seed, PolicyKey(seed), None))
+                else:
+                    run = RunKey(entry.method, entry.target, entry.formulation, dim, seed)
+                    points.append(SweepPoint(entry.label, value, seed, PolicyKey(seed, run), budget))
+    return points
+
+
+def sweep_inputs(config: Config, name: str) -> list[str]:
+    """Every file sweep ``name`` reads: the evaluations of every point and background split and,
+    for a latent-dimension sweep, the LAM runs' metrics (their probes)."""
+    paths = []
+    for point in sweep_points(config, name):
+        paths += [point.key.eval_path(point.budget, background) for background in config.evaluation.backgrounds]
+        if config.figures.sweeps[name].axis == "latent_dim" and point.key.lam is not None:
+            paths.append(f"{point.key.lam.path}/metrics.json")
+    return list(dict.fromkeys(paths))
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: no readable LAM metrics ({type(exc).__name__}); run its lam job") from None
+
+
+SWEEP_COLUMNS = ["figure", "axis", "value", "label", "metric", "background", "estimate", "low", "high", "runs"]
+"""The long table behind a sweep figure: `metric` is `success_iqm` (per background split, 95%
+stratified-bootstrap interval) or `probe_action_xyz` (relative held-out MSE, 95% t-interval)."""
+
+
+def sweep_table(config: Config, name: str, root: Path):
+    """The numbers of sweep ``name`` (``SWEEP_COLUMNS``), one row per (label, value, metric,
+    background)."""
+    import pandas as pd
+
+    from promptlam.stats import interval_estimates, mean_confidence_interval, score_matrix
+
+    sweep = config.figures.sweeps[name]
+    points = sweep_points(config, name)
+    groups = list(dict.fromkeys((point.label, point.value) for point in points))
+    rows = []
+    for background in config.evaluation.backgrounds:
+        records = pd.DataFrame([
+            {"label": point.label, "value": point.value, "seed": point.seed, "task": task,
+             "success": entry["success_rate"]}
+            for point in points
+            for task, entry in _read_evaluation(root / point.key.eval_path(point.budget, background), config)["tasks"].items()])
+        for label, value in groups:
+            at = records[(records.label == label) & (records.value.isna() if value is None else records.value == value)]
+            scores = score_matrix(at, label)[0]
+            estimate = interval_estimates(scores, sweep.bootstrap_reps, config.seed)
+            rows.append({"label": label, "value": value, "metric": "success_iqm", "background": background,
+                         "estimate": estimate["iqm"], "low": estimate["iqm_low"], "high": estimate["iqm_high"],
+                         "runs": len(scores)})
+    if sweep.axis == "latent_dim":
+        for label, value in groups:
+            relative = []
+            for point in points:
+                if (point.label, point.value) == (label, value) and point.key.lam is not None:
+                    probe = _read_metrics(root / point.key.lam.path / "metrics.json")["heldout_probe"]["action_xyz"]
+                    relative.append(probe["latent"] / probe["variance"])
+            if relative:
+                mean, low, high = mean_confidence_interval(np.asarray(relative))
+                rows.append({"label": label, "value": value, "metric": "probe_action_xyz", "background": "",
+                             "estimate": mean, "low": low, "high": high, "runs": len(relative)})
+    table = pd.DataFrame(rows).assign(figure=name, axis=sweep.axis)
+    table["value"] = table["value"].astype("Int64")
+    return table[SWEEP_COLUMNS]
+
+
+def make_sweep(config: Config, name: str, root: Path, pdf: Path, csv: Path):
+    """Write sweep figure ``name``: a panel of the movement probe (latent-dimension sweeps) and
+    one of the success rate per background split, x = the swept value, a line per entry with its
+    95% intervals (`bc-actions` a flat band); and its numbers. Returns the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from promptlam.io import atomic_output
+
+    sweep = config.figures.sweeps[name]
+    table = sweep_table(config, name, root)
+    with atomic_output(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    panels = [("probe_action_xyz", "")] if sweep.axis == "latent_dim" else []
+    panels += [("success_iqm", background) for background in config.evaluation.backgrounds]
+    axis_label = {"latent_dim": "latent action dimension", "labelled_budget": "labelled trajectories per task"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+    colours = dict(zip(dict.fromkeys(table.label), plt.get_cmap("tab10").colors))
+    for ax, (metric, background) in zip(axes[0], panels):
+        at = table[(table.metric == metric) & (table.background == background)]
+        for label, line in at.groupby("label", sort=False):
+            if line.value.isna().all():  # the same at every value: a band
+                row = line.iloc[0]
+                ax.axhspan(row.low, row.high, color=colours[label], alpha=0.15)
+                ax.axhline(row.estimate, color=colours[label], linestyle="--", label=label)
+                continue
+            ax.errorbar(line.value.astype(float), line.estimate, yerr=[line.estimate - line.low, line.high - line.estimate],
+                        marker="o", capsize=3, color=colours[label], label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sweep.values)
+        ax.set_xticklabels([str(v) for v in sweep.values])
+        ax.set_xlabel(axis_label[sweep.axis])
+        ax.set_ylim(bottom=0)
+        if metric == "probe_action_xyz":
+            ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+            ax.set_ylabel("held-out action_xyz probe MSE / variance")
+            ax.set_title("movement probe (1 = no information)")
+        else:
+            ax.set_ylabel("success rate (IQM)")
+            ax.set_title(BACKGROUND_TITLES[background])
+    handles = {}
+    for ax in axes[0]:
+        handles |= dict(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"{len(sweep.seeds)} seeds; 95% intervals (success: stratified bootstrap, probe: Student t)",
+                 y=0.02, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.9))
+    with atomic_output(pdf) as tmp:
+        fig.savefig(tmp, format="pdf")
+    plt.close(fig)
+    return table
+
+
 def lam_probe_table(config: Config, root: Path):
     """Held-out probe MSEs of every LAM run of ``lam.runs``, per (method, target, formulation,
     latent dim, horizon, predicted quantity, feature): mean over seeds with a 95% t-interval, and
@@ -111,11 +262,7 @@ def lam_probe_table(config: Config, root: Path):
 
     rows = []
     for run in all_runs(config):
-        path = root / run.path / "metrics.json"
-        try:
-            metrics = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: no readable LAM metrics ({type(exc).__name__}); run its lam job") from None
+        metrics = _read_metrics(root / run.path / "metrics.json")
         for horizon, probes in metrics["heldout_probe_by_horizon"].items():
             for quantity, values in probes.items():
                 for feature in FEATURES:
@@ -143,7 +290,6 @@ def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from promptlam.io import atomic_output
 
