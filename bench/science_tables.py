@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from promptlam.config import load_config
-from promptlam.figures import RANDOM_LABEL, fig1_records, lam_probe_table
-from promptlam.stats import mean_confidence_interval, summarise
+from promptlam.figures import RANDOM_LABEL, fig1_records, lam_probe_table, probe_summary
+from promptlam.stats import summarise
 
 PROBE_COLUMNS = [("action_xyz", "latent"), ("action_xyz", "untrained_latent"), ("action_xyz", "latent+state"),
                  ("hand_change", "latent+state"), ("residual", "latent+state"), ("residual", "latent+expert")]
@@ -88,14 +88,7 @@ def success_tables(config, root: Path) -> str:
 
 def pooled_probes(config, roots: list[Path]) -> pd.DataFrame:
     """The probe summary of ``lam_probe_table`` over the runs of every root together."""
-    runs = pd.concat([lam_probe_table(config, root)[1] for root in roots], ignore_index=True)
-    keys = ["method", "target", "formulation", "latent_dim", "horizon", "predicts", "feature"]
-    rows = []
-    for key, group in runs.groupby(keys, sort=False):
-        mean, low, high = mean_confidence_interval(group.relative_mse.to_numpy())
-        rows.append(dict(zip(keys, key)) | {"seeds": len(group), "relative_mse": mean, "relative_mse_low": low,
-                                            "relative_mse_high": high})
-    return pd.DataFrame(rows)
+    return probe_summary(pd.concat([lam_probe_table(config, root)[1] for root in roots], ignore_index=True))
 
 
 def pooled_success(config, roots: list[Path]) -> str:

@@ -9,8 +9,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from promptlam.config import Config, FigureEntry
 from promptlam.errors import UserError
 from promptlam.lam.probe import FEATURES, QUANTITIES
@@ -165,7 +163,6 @@ def sweep_table(config: Config, name: str, root: Path):
 
     sweep = config.figures.sweeps[name]
     points = sweep_points(config, name)
-    groups = list(dict.fromkeys((point.label, point.value) for point in points))
     rows = []
     for background in config.evaluation.backgrounds:
         records = pd.DataFrame([
@@ -173,24 +170,22 @@ def sweep_table(config: Config, name: str, root: Path):
              "success": entry["success_rate"]}
             for point in points
             for task, entry in _read_evaluation(root / point.key.eval_path(point.budget, background), config)["tasks"].items()])
-        for label, value in groups:
-            at = records[(records.label == label) & (records.value.isna() if value is None else records.value == value)]
+        for (label, value), at in records.groupby(["label", "value"], dropna=False, sort=False):
             scores = score_matrix(at, label)[0]
             estimate = interval_estimates(scores, sweep.bootstrap_reps, config.seed)
             rows.append({"label": label, "value": value, "metric": "success_iqm", "background": background,
                          "estimate": estimate["iqm"], "low": estimate["iqm_low"], "high": estimate["iqm_high"],
                          "runs": len(scores)})
     if sweep.axis == "latent_dim":
-        for label, value in groups:
-            relative = []
-            for point in points:
-                if (point.label, point.value) == (label, value) and point.key.lam is not None:
-                    probe = _read_metrics(root / point.key.lam.path / "metrics.json")["heldout_probe"]["action_xyz"]
-                    relative.append(probe["latent"] / probe["variance"])
-            if relative:
-                mean, low, high = mean_confidence_interval(np.asarray(relative))
-                rows.append({"label": label, "value": value, "metric": "probe_action_xyz", "background": "",
-                             "estimate": mean, "low": low, "high": high, "runs": len(relative)})
+        relative: dict[tuple[str, int], list[float]] = {}
+        for point in points:
+            if point.key.lam is not None:
+                probe = _read_metrics(root / point.key.lam.path / "metrics.json")["heldout_probe"]["action_xyz"]
+                relative.setdefault((point.label, point.value), []).append(probe["latent"] / probe["variance"])
+        for (label, value), values in relative.items():
+            mean, low, high = mean_confidence_interval(values)
+            rows.append({"label": label, "value": value, "metric": "probe_action_xyz", "background": "",
+                         "estimate": mean, "low": low, "high": high, "runs": len(values)})
     table = pd.DataFrame(rows).assign(figure=name, axis=sweep.axis)
     table["value"] = table["value"].astype("Int64")
     return table[SWEEP_COLUMNS]
@@ -258,8 +253,6 @@ def lam_probe_table(config: Config, root: Path):
     the same divided by the variance of what is predicted (1 = no information)."""
     import pandas as pd
 
-    from promptlam.stats import mean_confidence_interval
-
     rows = []
     for run in all_runs(config):
         metrics = _read_metrics(root / run.path / "metrics.json")
@@ -272,6 +265,17 @@ def lam_probe_table(config: Config, root: Path):
                                      "predicts": quantity, "feature": feature, "mse": values[feature],
                                      "relative_mse": values[feature] / values["variance"]})
     runs = pd.DataFrame(rows)
+    return probe_summary(runs), runs
+
+
+def probe_summary(runs):
+    """Per (method, target, formulation, latent dim, horizon, quantity, feature) of the per-run
+    probe rows of ``lam_probe_table``: the mean over runs of `mse` and `relative_mse` with 95%
+    t-intervals, and the number of runs (`seeds`)."""
+    import pandas as pd
+
+    from promptlam.stats import mean_confidence_interval
+
     keys = ["method", "target", "formulation", "latent_dim", "horizon", "predicts", "feature"]
     summary = []
     for key, group in runs.groupby(keys, sort=False):
@@ -280,7 +284,7 @@ def lam_probe_table(config: Config, root: Path):
             mean, low, high = mean_confidence_interval(group[column].to_numpy())
             entry |= {column: mean, f"{column}_low": low, f"{column}_high": high}
         summary.append(entry)
-    return pd.DataFrame(summary).round(6), runs
+    return pd.DataFrame(summary).round(6)
 
 
 def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
@@ -290,6 +294,7 @@ def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from promptlam.io import atomic_output
 
