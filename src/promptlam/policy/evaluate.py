@@ -137,8 +137,8 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
     results = []
     for segment in job.segments:
         with RolloutFile(segment.rollouts) as source:
-            recorded = source.recorded_config()
-        env = make_eval_env(recorded, segment.task, segment.background, distractors, job.max_steps)
+            data_config = source.recorded_config()
+        env = make_eval_env(data_config, segment.task, segment.background, distractors, job.max_steps)
         if actor is None:
             actor = (_policy_actor(job, env.render_config.resolution) if job.key is not None
                      else _random_actor(env.action_space.shape))
@@ -148,12 +148,16 @@ def run_episodes(job: EvalJob) -> list[dict[str, Any]]:
                 episode, recorded = play_episode(env, seed, actor(segment.task, seed), job.config.lam.frame_stack,
                                                  record=index < job.videos)
                 if recorded is not None and job.video_dir:
-                    _write_gif(Path(job.video_dir) / f"{segment.task}-{segment.background}-episode{index}.gif",
-                               recorded)
+                    _write_gif(Path(job.video_dir) / video_name(segment.task, segment.background, index), recorded)
                 results.append({"task": segment.task, "background": segment.background, "index": index, **episode})
         finally:
             env.close()
     return results
+
+
+def video_name(task: str, background: str, index: int) -> str:
+    """The GIF of episode ``index`` of ``task`` with ``background`` videos, in a policy's videos/."""
+    return f"{task}-{background}-episode{index}.gif"
 
 
 def _write_gif(path: Path, frames: list[np.ndarray], min_size: int = 256) -> None:
@@ -237,9 +241,10 @@ def evaluate(config: Config, key: PolicyKey | None, tasks: list[str], rollouts: 
     bar.close()
     for background in list(outs)[len(played):]:
         episodes += [{**e, "background": background} for e in episodes if e["background"] == played[0]]
-        for video in sorted(Path(video_dir).glob(f"*-{played[0]}-episode*.gif")):
-            with atomic_output(video.with_name(video.name.replace(f"-{played[0]}-", f"-{background}-"))) as tmp:
-                shutil.copyfile(video, tmp)
+        for task in tasks:
+            for index in range(min(videos, evaluation.episodes)):
+                with atomic_output(Path(video_dir) / video_name(task, background, index)) as tmp:
+                    shutil.copyfile(Path(video_dir) / video_name(task, played[0], index), tmp)
     if key is None:
         record = {"stage": "random-actions", "seed": config.seed, "tasks": tasks}
     else:
