@@ -40,3 +40,12 @@ rule all:
         rules.lam_probes.output,
         rules.fig1.output,
         expand(rules.sweep.output, name=SWEEPS),
+        expand(rules.comparison.output, name=COMPARISONS),
+        SUMMARY,
+        TRANSFER,
+
+
+onsuccess:
+    # the paper's claims beside this run, when the run built (or had) them
+    if os.path.exists(SUMMARY_TXT):
+        print(open(SUMMARY_TXT).read())

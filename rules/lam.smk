@@ -3,7 +3,7 @@
 # methods, the target files) and resumes from its checkpoint when restarted.
 
 from promptlam.methods import FORMULATIONS, METHODS
-from promptlam.runs import LAM_RUN, RunKey, all_runs
+from promptlam.runs import LAM_RUN, SCREEN_PATTERN, RunKey, all_runs, screen_trajectories
 
 LAM_RUNS = all_runs(CFG)
 
@@ -13,6 +13,8 @@ wildcard_constraints:
     formulation="|".join(FORMULATIONS),
     dim=r"\d+",
     seed=r"\d+",
+    # empty for runs on all the data, /screen{N} for screening runs (promptlam.runs.LAM_RUN)
+    screen=SCREEN_PATTERN,
 
 
 def run_key(wildcards):
@@ -22,6 +24,7 @@ def run_key(wildcards):
         wildcards.formulation,
         int(wildcards.dim),
         int(wildcards.seed),
+        screen_trajectories(wildcards.screen),
     )
 
 
@@ -44,11 +47,17 @@ def run_section(wildcards, *stages):
     return config_json(section)
 
 
+def screening_arg(wildcards):
+    """`--screening N` for a screening run's jobs, nothing for runs on all the data."""
+    trajectories = screen_trajectories(wildcards.screen)
+    return "" if trajectories is None else f" --screening {trajectories}"
+
+
 def run_args(wildcards):
     """The CLI arguments that name a LAM run."""
     return (
         f"--method {wildcards.method} --target {wildcards.target} --formulation {wildcards.formulation}"
-        f" --latent-dim {wildcards.dim} --seed {wildcards.seed}"
+        f" --latent-dim {wildcards.dim} --seed {wildcards.seed}{screening_arg(wildcards)}"
     )
 
 
@@ -66,9 +75,9 @@ rule lam:
         ),
         folder=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
-        "logs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
+        "logs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
     benchmark:
-        "benchmarks/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
+        "benchmarks{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
     # The longest jobs: started before any policy work so that none is left running alone at the end.
     priority: 1

@@ -2,7 +2,8 @@
 # (paths: promptlam.runs).
 #   {LAM_RUN}/bc/                                  latent policy of a LAM run
 #   {LAM_RUN}/decoder/n{budget}/                   its decoder and eval-{background}.json (one job: all)
-#   runs/bc-actions/s{seed}/                       true-action BC and eval-{background}.json
+#   runs{screen}/bc-actions/s{seed}/               true-action BC and eval-{background}.json
+#   ({screen}: empty, or /screen{N} for screening runs on N train trajectories)
 #   runs/random-actions/eval-{background}.json     uniform random actions: the floor
 # A policy uses the seed of its LAM run. Each job checks its inputs' config records.
 
@@ -26,9 +27,9 @@ rule bc_latent:
         lam=lambda wildcards, input: os.path.dirname(input.lam),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        "logs/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
+        "logs{screen}/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
     benchmark:
-        "benchmarks/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
+        "benchmarks{screen}/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
     resources:
         gpu=1,
@@ -46,11 +47,12 @@ rule bc_actions:
         f"{BC_ACTIONS_RUN}/policy.safetensors",
     params:
         config=lambda wildcards: run_section(wildcards, "bc"),
-        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        # `--screening N` rides on the folder: a new parameter would rerun every existing job
+        folder=lambda wildcards, output: os.path.dirname(output[0]) + screening_arg(wildcards),
     log:
-        "logs/bc/bc-actions/s{seed}.log",
+        "logs{screen}/bc/bc-actions/s{seed}.log",
     benchmark:
-        "benchmarks/bc/bc-actions/s{seed}.tsv"
+        "benchmarks{screen}/bc/bc-actions/s{seed}.tsv"
     threads: 2
     resources:
         gpu=1,
@@ -74,9 +76,9 @@ rule decoder:
         policy=lambda wildcards, input: os.path.dirname(input.policy),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        "logs/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
+        "logs{screen}/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
-        "benchmarks/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
+        "benchmarks{screen}/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -101,9 +103,9 @@ rule evaluate_latent:
         policy=lambda wildcards, input: os.path.dirname(input.policy),
         decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     log:
-        "logs/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
+        "logs{screen}/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
-        "benchmarks/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
+        "benchmarks{screen}/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.tsv"
     threads: EVAL_THREADS
     resources:
         mem_mb=2000,
@@ -122,11 +124,12 @@ rule evaluate_actions:
         evaluations(BC_ACTIONS_RUN),
     params:
         config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
-        policy=lambda wildcards, input: os.path.dirname(input.policy),
+        # `--screening N` rides on the folder, as in bc_actions
+        policy=lambda wildcards, input: os.path.dirname(input.policy) + screening_arg(wildcards),
     log:
-        "logs/evaluate/bc-actions/s{seed}.log",
+        "logs{screen}/evaluate/bc-actions/s{seed}.log",
     benchmark:
-        "benchmarks/evaluate/bc-actions/s{seed}.tsv"
+        "benchmarks{screen}/evaluate/bc-actions/s{seed}.tsv"
     threads: EVAL_THREADS
     resources:
         mem_mb=2000,

@@ -7,7 +7,7 @@ TINY_MODELS = "models/tiny/"
 
 
 wildcard_constraints:
-    target=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    target=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",  # `+`: a comparison's variant of a target
     family=r"[a-z0-9_]+",
 
 

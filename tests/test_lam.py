@@ -1,6 +1,7 @@
 """Latent action models: data windows, every forward-model variant, exact resume, probes."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from promptlam.errors import UserError
 from promptlam.lam.augment import augment
 from promptlam.lam.data import TaskFiles, TransitionData
 from promptlam.lam.probe import probe_mse
-from promptlam.lam.train import train_run
+from promptlam.lam.train import build_model, train_run
 from promptlam.runs import RunKey
 from promptlam.targets import compute_target
 
@@ -82,6 +83,8 @@ def frame_vector_target(tmp_path_factory, rollout_path):
     ("target", "clean-8", "delta", {}),
     ("target-clean", "clean-8", "conditioned", {}),
     ("lapo", "pixels", "absolute", {"vq": True, "vq_groups": 2, "vq_codes": 8, "augment": True}),
+    ("lapo-trans", "pixels", "delta", {"transformer_layers": 1, "transformer_heads": 2, "patch_size": 16}),
+    ("target-trans", "state", "delta", {"transformer_layers": 2, "transformer_heads": 2, "patch_size": 8}),
 ])
 def test_every_forward_model_trains_and_probes(tmp_path, rollout_path, state_target, frame_vector_target, method,
                                                target, formulation, extra):
@@ -211,7 +214,7 @@ def test_run_config_errors():
     with pytest.raises(UserError, match="latent dims must be positive"):
         lam_config(runs=[{"method": "lapo", "target": "pixels", "latent_dims": [0]}])
     with pytest.raises(UserError, match=r"lam.runs.0: lapo predicts pixels or clean targets; 'state' is a state "
-                                        r"target \(methods for it: target, target-clean\)"):
+                                        r"target \(methods for it: target, target-clean, target-trans\)"):
         lam_config(runs=[{"method": "lapo", "target": "state"}])
     with pytest.raises(UserError, match="lapo takes the formulations absolute, delta, not 'conditioned'"):
         lam_config(runs=[{"method": "lapo", "target": "clean", "formulations": ["conditioned"]}])
@@ -276,3 +279,25 @@ def test_pixel_delta_predicts_the_change_of_the_target_frames(rollout_path):
         model.to_change.bias.zero_()
         zero_loss = model(batch).fdm_loss
     assert zero_loss == pytest.approx(float((true_change**2).mean()), rel=1e-5)
+
+
+def test_a_screening_run_trains_on_its_subset_and_records_it(tmp_path, rollout_path):
+    """The first trajectories only (3 of 4 with one task): the run's data has their transitions."""
+    from promptlam.lam.train import build_data
+    from promptlam.lam.data import screening_subsets
+
+    config = lam_config()
+    files = [TaskFiles(rollout_path)]
+    run = RunKey("lapo", "pixels", "absolute", 8, 0, trajectories=2)
+    data = build_data(config, run, files, screening_subsets(files, run.trajectories, config.lam.heldout_fraction))
+    full = build_data(config, run, files)
+    assert len(data.starts) == 2 and list(data.starts) == list(full.starts[:2])
+    train_run(config, run, files, tmp_path, ["reach-v3"], progress=False)
+    assert json.loads((tmp_path / "run.json").read_text())["run"]["trajectories"] == 2
+
+
+def test_the_transformer_inverse_model_refuses_patches_that_do_not_tile_the_frame(rollout_path):
+    config = lam_config(patch_size=7)
+    with pytest.raises(ValueError, match="lam.patch_size: 7 does not divide the frame size 64"):
+        build_model(config, RunKey("target-trans", "state", "absolute", 8, 0),
+                    SimpleNamespace(target_dim=39, frame_size=64), "x")

@@ -200,7 +200,8 @@ def test_fig1_reads_every_evaluation_and_writes_pdf_and_csv(tmp_path):
         "entries": [{"label": "LAPO", "method": "lapo", "target": "pixels"},
                     {"label": "BC", "method": "bc-actions"}],
         "latent_dim": 8, "seeds": [0, 1], "labelled_budget": 2, "normalise_by": "BC", "bootstrap_reps": 200},
-        "sweeps": {"latent_dim": None, "labelled_budget": None}}})
+        "sweeps": {"latent_dim": None, "labelled_budget": None}, "comparisons": {}, "summary": None,
+        "screening_transfer": None}})
     config.check_figures()
     evaluations = fig1_evaluations(config)
     assert evaluations["eval"]["LAPO"][1] == "runs/lam/lapo/pixels/absolute/ld8/s1/decoder/n2/eval-eval.json"

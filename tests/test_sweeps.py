@@ -16,7 +16,7 @@ TASKS = ["reach-v3", "drawer-close-v3"]
 
 def sweep_config(**sweeps):
     return validate_config({**TINY, "tasks": TASKS, "evaluation": {"backgrounds": ["train", "eval"]},
-                            "figures": {"sweeps": sweeps, "fig1": {"entries": [{"label": "BC", "method": "bc-actions"}],
+                            "figures": {"sweeps": sweeps, "comparisons": {}, "summary": None, "screening_transfer": None, "fig1": {"entries": [{"label": "BC", "method": "bc-actions"}],
                                                                    "labelled_budget": 2, "normalise_by": None}}})
 
 
@@ -40,12 +40,12 @@ def test_a_latent_dim_sweep_reads_each_point_and_writes_probe_and_success(tmp_pa
     # 2 dims x 2 seeds x (2 evaluations + metrics) for LAPO, 2 seeds x 2 evaluations for BC
     assert len(inputs) == 2 * 2 * 3 + 2 * 2
     for point in sweep_points(config, "dims"):
-        rate = 0.8 if point.value is None else point.value / 10  # success grows with the dim
+        rate = 0.8 if point.columns["value"] is None else point.columns["value"] / 10  # success grows with the dim
         for background in ("train", "eval"):
             _write(tmp_path / point.key.eval_path(point.budget, background),
                    {"seed": point.seed, "tasks": {task: {"success_rate": rate} for task in TASKS}})
         if point.key.lam is not None:
-            relative = 1.0 - point.value / 10 + 0.01 * point.seed  # probe: 0.6/0.61 at 4, 0.2/0.21 at 8
+            relative = 1.0 - point.columns["value"] / 10 + 0.01 * point.seed  # probe: 0.6/0.61 at 4, 0.2/0.21 at 8
             _write(tmp_path / point.key.lam.path / "metrics.json",
                    {"heldout_probe": {"action_xyz": {"latent": relative * 2.0, "variance": 2.0}}})
     table = make_sweep(config, "dims", tmp_path, tmp_path / "dims.pdf", tmp_path / "dims.csv")
@@ -85,7 +85,7 @@ def test_sweep_config_errors_name_the_key(change, message):
 
 @pytest.mark.parametrize("name", ["fig1", "Latent", "a/b"])
 def test_sweep_names_that_cannot_be_a_file_or_clash_are_refused(name):
-    with pytest.raises(ConfigError, match="a sweep's name must be"):
+    with pytest.raises(ConfigError, match="a figure.s name must be"):
         sweep_config(**{name: LATENT}).check_figures()
 
 

@@ -98,3 +98,43 @@ def test_family_generates_before_reading(name, tiny_models):
     np.testing.assert_allclose(plain, generated, rtol=1e-4, atol=1e-5)
     last = FrameEncoder(target_for(name, folder, pooling="last", generate_tokens=2))(frames(2), "reach-v3")
     assert last.shape == plain.shape
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip", "dinov2"])
+def test_patch_grid_averages_the_patch_features_over_image_cells(name, tiny_models):
+    """UniVLA-style target: the patch features (4 x 4 patches of the tiny 32 px models), averaged
+    over 2 x 2 cells of 2 x 2 patches each, checked against the model's own patch features."""
+    folder = tiny_models(name)
+    encoder = FrameEncoder(target_for(name, folder, pooling="patch_grid", grid=2))
+    inputs = encoder.preprocess(frames(), "")
+    with torch.inference_mode():
+        patches = encoder.family.patch_tokens(encoder.model, inputs).float()
+    assert patches.shape[1:] == (16, 32)
+    grid = patches.reshape(3, 4, 4, 32)
+    expected = torch.stack([grid[:, :2, :2].mean((1, 2)), grid[:, :2, 2:].mean((1, 2)),
+                            grid[:, 2:, :2].mean((1, 2)), grid[:, 2:, 2:].mean((1, 2))], dim=1).reshape(3, -1)
+    torch.testing.assert_close(encoder.encode(inputs), expected)
+    whole = FrameEncoder(target_for(name, folder, pooling="patch_grid", grid=1)).encode(inputs)
+    torch.testing.assert_close(whole, patches.mean(1))
+
+
+def test_text_patches_weigh_clip_patches_by_their_similarity_to_the_prompt(tiny_models):
+    """OTTER-style target: CLIP's projected patch features, softmax-weighted by similarity to the
+    task prompt's text embedding; the prompt is filled per task and changes the target."""
+    folder = tiny_models("clip")
+    target = target_for("clip", folder, pooling="text_patches", prompt="the robot arm and the {object}")
+    encoder = FrameEncoder(target)
+    assert encoder.model_text("pick-place-v3") == "the robot arm and the puck"
+    inputs = encoder.preprocess(frames(), encoder.model_text("pick-place-v3"))
+    vectors = encoder.encode(inputs)
+    model = encoder.model
+    with torch.inference_mode():
+        patches = model.visual_projection(model.vision_model.post_layernorm(
+            model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 1:]))
+        text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
+        cosine = torch.einsum("bnd,d->bn", patches / patches.norm(dim=-1, keepdim=True), text[0] / text[0].norm())
+        weights = torch.softmax(model.logit_scale.exp() * cosine, dim=1)
+    assert vectors.shape == (3, 24)  # CLIP's projection size
+    torch.testing.assert_close(vectors, torch.einsum("bn,bnd->bd", weights, patches))
+    other = encoder.encode(encoder.preprocess(frames(), encoder.model_text("door-open-v3")))
+    assert not torch.allclose(vectors, other)

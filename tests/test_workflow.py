@@ -26,6 +26,7 @@ def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     run = snakemake(workdir)  # the default target: everything the smoke profile defines
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (workdir / "snakemake-output.txt").write_text(run.stdout + run.stderr)
     return workdir
 
 
@@ -91,7 +92,7 @@ def test_fig1_is_built_from_every_stage(smoke_run):
 
     import pandas as pd
 
-    from promptlam.figures import RANDOM_LABEL, fig1_evaluations, sweep_points
+    from promptlam.figures import RANDOM_LABEL, comparison_points, fig1_evaluations, sweep_points
 
     config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
     assert (smoke_run / "figures/fig1.pdf").read_bytes().startswith(b"%PDF")
@@ -119,8 +120,11 @@ def test_fig1_is_built_from_every_stage(smoke_run):
                 for paths in entries.values() for path in paths}
     policies |= {point.key.eval_path(point.budget, "eval").rsplit("/", 1)[0]
                  for name in config.figures.sweeps for point in sweep_points(config, name)}
-    # One evaluation job per policy (every background split) of Figure 1 and the sweeps, and one
-    # for the random floor.
+    policies |= {point.key.eval_path(point.budget, "eval").rsplit("/", 1)[0]
+                 for name, comparison in config.figures.comparisons.items() if "success" in comparison.metrics
+                 for point in comparison_points(config, name)}
+    # One evaluation job per policy (every background split) of Figure 1, the sweeps and the
+    # comparisons, and one for the random floor.
     assert len(list((smoke_run / "benchmarks/evaluate").rglob("*.tsv"))) == len(policies) + 1
 
 
@@ -160,3 +164,30 @@ def test_every_sweep_figure_is_built_with_the_rows_its_config_implies(smoke_run)
         expected = lines * len(config.evaluation.backgrounds) + (probes if sweep.axis == "latent_dim" else 0)
         assert len(table) == expected and set(table.figure) == {name}
         assert ((table.low <= table.estimate + 1e-9) & (table.estimate <= table.high + 1e-9)).all()
+
+
+def test_every_comparison_and_the_summary_are_built_with_the_rows_their_config_implies(smoke_run):
+    import pandas as pd
+
+    from promptlam.summary import CLAIMS
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    assert list(config.figures.comparisons) == ["smoke-benchmark", "smoke-prompts", "smoke-formulation",
+                                                "smoke-related-work", "smoke-architecture"]
+    for name, comparison in config.figures.comparisons.items():
+        assert (smoke_run / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert (smoke_run / f"tables/{name}.tex").read_text().startswith("\\begin{tabular}")
+        table = pd.read_csv(smoke_run / f"figures/{name}.csv", keep_default_na=False)
+        bars = len(config.comparison_targets(name)) * max(len(comparison.values), 1) + len(comparison.entries)
+        panels = len(comparison.probes) + ("success" in comparison.metrics) * len(config.evaluation.backgrounds)
+        assert len(table) == bars * panels and set(table.figure) == {name}
+        assert ((table.low <= table.estimate + 1e-9) & (table.estimate <= table.high + 1e-9)).all()
+    benchmark = pd.read_csv(smoke_run / "figures/smoke-benchmark.csv", keep_default_na=False)
+    assert set(benchmark.target) >= {"tiny-molmo2-focus", "tiny-clip", "efficientnet-lite0", "pixels", "clean"}
+    prompts = pd.read_csv(smoke_run / "figures/smoke-prompts.csv", keep_default_na=False)
+    assert sorted(set(prompts.label)) == ["A", "B"] and prompts.target.str.contains("+", regex=False).any()
+    summary = pd.read_csv(smoke_run / "tables/summary.csv", keep_default_na=False)
+    assert set(summary.claim) == set(CLAIMS)
+    assert set(summary.agrees) <= {"yes", "no", "unclear", "not assessed"}
+    text = (smoke_run / "tables/summary.txt").read_text()
+    assert text.startswith("The paper's claims") and text in (smoke_run / "snakemake-output.txt").read_text()

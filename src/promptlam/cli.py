@@ -155,7 +155,9 @@ def _run_key(args: argparse.Namespace, config):
         config.check_run("--method/--target/--formulation", args.method, args.target, args.formulation)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    return RunKey(args.method, args.target, args.formulation, args.latent_dim, args.seed)
+    if args.screening is not None and args.screening < 2:
+        raise UserError(f"--screening: {args.screening} trajectories; a screening run needs at least 2")
+    return RunKey(args.method, args.target, args.formulation, args.latent_dim, args.seed, args.screening)
 
 
 def _paths(given: list[str] | None, default: list[Path], flag: str, tasks: list[str]) -> list[Path]:
@@ -173,16 +175,21 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
     from promptlam.runs import rollout_paths
 
     config = _config(args)
-    run = _run_key(args, config)
+    seeds = list(dict.fromkeys(args.seed))
+    if args.out and len(seeds) > 1:
+        raise UserError("--out names one run's folder: with several --seed values, the runs go under --root")
+    runs = [_run_key(argparse.Namespace(**{**vars(args), "seed": seed}), config) for seed in seeds]
     root, tasks = Path(args.root), list(config.tasks)
     rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
-    default_targets = run.target_paths(config, root)
+    default_targets = runs[0].target_paths(config, root)
     targets = _paths(args.targets, default_targets, "--targets", tasks) if default_targets else [None] * len(tasks)
-    out = Path(args.out or root / run.path)
-    metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks,
-                        workers=args.workers)
-    if metrics.get("heldout_probe"):
-        print(f"{out}: {heldout_summary(metrics)}")
+    # several seeds: one after another in this process, sharing its start-up (bench/sweep_batching.py)
+    for run in runs:
+        out = Path(args.out or root / run.path)
+        metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks,
+                            workers=args.workers)
+        if metrics.get("heldout_probe"):
+            print(f"{out}: {heldout_summary(metrics)}")
 
 
 # -------------------------------------------------------------------------------------- policy
@@ -191,7 +198,7 @@ def _policy_key(args: argparse.Namespace, config):
     from promptlam.runs import PolicyKey
 
     if args.method == BC_ACTIONS:
-        return PolicyKey(args.seed)
+        return PolicyKey(args.seed, trajectories=args.screening)
     if getattr(args, "budget", 0) is None:
         raise UserError("--budget: a latent policy is decoded with a labelled budget (trajectories per task)")
     return PolicyKey(args.seed, _run_key(args, config))
@@ -286,15 +293,50 @@ def cmd_figures_fig1(args: argparse.Namespace) -> None:
 
 def cmd_figures_sweep(args: argparse.Namespace) -> None:
     from promptlam.figures import make_sweep
+    from promptlam.runs import FIGURE_CSV, FIGURE_PDF
 
     config = _config(args)
     config.check_figures("--config")
     if args.name not in config.figures.sweeps:
         raise UserError(f"figures.sweeps: no sweep {args.name!r} (configured: {', '.join(config.figures.sweeps) or 'none'})")
-    pdf = Path(args.pdf or f"figures/{args.name}.pdf")
-    csv = Path(args.csv or f"figures/{args.name}.csv")
+    pdf = Path(args.pdf or FIGURE_PDF.format(name=args.name))
+    csv = Path(args.csv or FIGURE_CSV.format(name=args.name))
     table = make_sweep(config, args.name, Path(args.root), pdf, csv)
     print(table.to_string(index=False))
+
+
+def cmd_figures_comparison(args: argparse.Namespace) -> None:
+    from promptlam.figures import make_comparison
+    from promptlam.runs import FIGURE_CSV, FIGURE_PDF, TABLE_TEX
+
+    config = _config(args)
+    config.check_figures("--config")
+    if args.name not in config.figures.comparisons:
+        raise UserError(f"figures.comparisons: no comparison {args.name!r} "
+                        f"(configured: {', '.join(config.figures.comparisons) or 'none'})")
+    pdf = Path(args.pdf or FIGURE_PDF.format(name=args.name))
+    csv = Path(args.csv or FIGURE_CSV.format(name=args.name))
+    tex = Path(args.tex or TABLE_TEX.format(name=args.name))
+    table = make_comparison(config, args.name, Path(args.root), pdf, csv, tex)
+    print(table.drop(columns=["figure", "kind"]).to_string(index=False))
+
+
+def cmd_figures_summary(args: argparse.Namespace) -> None:
+    from promptlam.summary import make_summary
+
+    config = _config(args)
+    config.check_figures("--config")
+    print(make_summary(config, Path(args.root), Path(args.csv), Path(args.txt)), end="")
+
+
+def cmd_figures_screening_transfer(args: argparse.Namespace) -> None:
+    from promptlam.figures import make_transfer
+
+    config = _config(args)
+    config.check_figures("--config")
+    if config.figures.screening_transfer is None:
+        raise UserError("figures.screening_transfer: not configured (null)")
+    print(make_transfer(config, Path(args.root), Path(args.pdf), Path(args.csv)).to_string(index=False))
 
 
 def cmd_figures_lam_probes(args: argparse.Namespace) -> None:
@@ -355,19 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
 
-    def run_args(sub: argparse.ArgumentParser, methods: tuple[str, ...], required: bool) -> None:
+    def run_args(sub: argparse.ArgumentParser, methods: tuple[str, ...], required: bool, seeds: bool = False) -> None:
         sub.add_argument("--method", required=True, choices=methods,
                          help="the LAM method" + (f" (or {BC_ACTIONS}: the true actions)" if BC_ACTIONS in methods else ""))
         sub.add_argument("--target", required=required, help="the LAM run's target (laom: ema)")
         sub.add_argument("--formulation", default="absolute", choices=FORMULATIONS, help="the LAM run's target formulation")
         sub.add_argument("--latent-dim", required=required, type=int, help="the LAM run's latent dim")
-        sub.add_argument("--seed", required=True, type=int)
+        if seeds:
+            sub.add_argument("--seed", required=True, type=int, nargs="+",
+                             help="the run's seed; several: their runs one after another in this process")
+        else:
+            sub.add_argument("--seed", required=True, type=int)
+        sub.add_argument("--screening", type=int, metavar="N",
+                         help="a screening run: trained on N train trajectories in all (default: all of them)")
         sub.add_argument("--root", default=".", help="folder of the default inputs and outputs (the workflow's working directory)")
         sub.add_argument("--rollouts", nargs="+", metavar="H5", help="train rollout files, one per task (default: under --root)")
 
     lam = stages.add_parser("lam", help="latent action models").add_subparsers(dest="command", required=True)
     sub = command(lam, "train", cmd_lam_train, "train (or resume) one latent action model run and probe it", config=True)
-    run_args(sub, tuple(METHODS), required=True)
+    run_args(sub, tuple(METHODS), required=True, seeds=True)
     sub.add_argument("--targets", nargs="+", metavar="H5", help="vector target files, one per task (default: under --root)")
     sub.add_argument("--out", help="run folder (default: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed} under --root)")
     sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
@@ -406,21 +454,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
-    sub = command(figures, "fig1", cmd_figures_fig1, "Figure 1: success rate, IQM with stratified-bootstrap confidence intervals", config=True)
-    sub.add_argument("--root", default=".", help="folder holding runs/")
-    sub.add_argument("--pdf", default="figures/fig1.pdf")
-    sub.add_argument("--csv", default="figures/fig1.csv")
-    sub = command(figures, "sweep", cmd_figures_sweep,
-                  "a sweep figure of figures.sweeps: probe and success against the swept setting", config=True)
-    sub.add_argument("name", help="the sweep's name in figures.sweeps")
-    sub.add_argument("--root", default=".", help="folder holding runs/")
-    sub.add_argument("--pdf", help="default: figures/{name}.pdf")
-    sub.add_argument("--csv", help="default: figures/{name}.csv")
-    sub = command(figures, "lam-probes", cmd_figures_lam_probes,
-                  "held-out probes of every LAM run of lam.runs: mean and t-interval over seeds", config=True)
-    sub.add_argument("--root", default=".", help="folder holding runs/")
-    sub.add_argument("--pdf", default="figures/lam_probes.pdf")
-    sub.add_argument("--csv", default="tables/lam_probes.csv")
+
+    def figure_command(name: str, handler: Callable, help: str, outputs: dict[str, str], named: str = "") -> None:
+        """A figure command: `--root` and an option per output file (defaults: ``outputs``, in
+        which `{name}` is the figure's name when the command takes one of ``named``)."""
+        sub = command(figures, name, handler, help, config=True)
+        if named:
+            sub.add_argument("name", help=f"the figure's name in {named}")
+        sub.add_argument("--root", default=".", help="folder holding runs/ (and figures/)")
+        for flag, default in outputs.items():
+            if named:
+                sub.add_argument(f"--{flag}", help=f"default: {default}")
+            else:
+                sub.add_argument(f"--{flag}", default=default)
+
+    figure_command("fig1", cmd_figures_fig1, "Figure 1: success rate, IQM with stratified-bootstrap confidence intervals",
+                   {"pdf": "figures/fig1.pdf", "csv": "figures/fig1.csv"})
+    figure_command("sweep", cmd_figures_sweep,
+                   "a sweep figure of figures.sweeps: probe and success against the swept setting",
+                   {"pdf": "figures/{name}.pdf", "csv": "figures/{name}.csv"}, named="figures.sweeps")
+    figure_command("comparison", cmd_figures_comparison,
+                   "a comparison figure of figures.comparisons: probes and success of targets side by side",
+                   {"pdf": "figures/{name}.pdf", "csv": "figures/{name}.csv", "tex": "tables/{name}.tex"},
+                   named="figures.comparisons")
+    figure_command("summary", cmd_figures_summary,
+                   "the paper's claims beside what this run measured (Figure 1, figures.summary's comparisons)",
+                   {"csv": "tables/summary.csv", "txt": "tables/summary.txt"})
+    figure_command("screening-transfer", cmd_figures_screening_transfer,
+                   "rank correlation of a comparison's bars between screening runs and runs on all the data",
+                   {"pdf": "figures/screening_transfer.pdf", "csv": "figures/screening_transfer.csv"})
+    figure_command("lam-probes", cmd_figures_lam_probes,
+                   "held-out probes of every LAM run of lam.runs: mean and t-interval over seeds",
+                   {"pdf": "figures/lam_probes.pdf", "csv": "tables/lam_probes.csv"})
     return parser
 
 

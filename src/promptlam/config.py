@@ -9,15 +9,18 @@ and ``tests/test_config.py`` fails when either file is stale. Markers in docstri
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 import re
 import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic_core import to_jsonable_python
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator,
+)
 
 from promptlam.errors import UserError
 from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
@@ -31,6 +34,19 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    added_later: ClassVar[tuple[str, ...]] = ()
+    """Fields that came after artifacts recorded this section: left out of its dump while at
+    their defaults, so that those records (and rule parameters) stay what they were, and every
+    artifact made under them stays valid."""
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for field in self.added_later:
+            if field in data and getattr(self, field) == type(self).model_fields[field].default:
+                del data[field]
+        return data
 
 
 # --------------------------------------------------------------------------------------- render
@@ -240,6 +256,22 @@ class HubModel(Section):
     null puts the whole model on each process's device."""
 
 
+def check_prompt(prompt: str) -> str:
+    """A prompt template that uses only the placeholders of ``PROMPT_FIELDS`` and is not empty."""
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"prompt is not a valid template ({exc})") from None
+    unknown = fields - set(PROMPT_FIELDS)
+    if unknown:
+        raise ValueError(f"prompt uses unknown placeholder(s) {sorted(unknown)}; expected only {{task}} and {{object}}")
+    if not prompt.strip():
+        raise ValueError("prompt is empty")
+    return prompt
+
+
 class VLMTarget(HubModel):
     """Hidden states of a promptable vision-language model given the frame and a task prompt."""
 
@@ -266,20 +298,7 @@ class VLMTarget(HubModel):
     @field_validator("prompt")
     @classmethod
     def _known_placeholders(cls, prompt: str) -> str:
-        import string
-
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"prompt is not a valid template ({exc})") from None
-        unknown = fields - set(PROMPT_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"prompt uses unknown placeholder(s) {sorted(unknown)}; expected only {{task}} and {{object}}"
-            )
-        if not prompt.strip():
-            raise ValueError("prompt is empty")
-        return prompt
+        return check_prompt(prompt)
 
     @property
     def layer_list(self) -> list[LayerSpec]:
@@ -295,6 +314,37 @@ class EmbeddingTarget(HubModel):
 
     family: Literal[EMBEDDING_FAMILIES]  # type: ignore[valid-type]
     """Model family."""
+
+    pooling: Literal["embedding", "patch_grid", "text_patches"] = "embedding"
+    """`embedding`: the model's pooled image embedding. `patch_grid` (clip, siglip, dinov2): the
+    last layer's patch features averaged over a `grid` x `grid` grid of image cells and
+    concatenated, a UniVLA-style target (UniVLA's latent actions predict DINOv2 patch features).
+    `text_patches` (clip): OTTER-style text-aware features: each patch feature projected into
+    CLIP's joint space, averaged with weights softmax(logit scale x cosine similarity to the
+    `prompt`'s text embedding). **[ours]**: both papers' own pipelines differ in detail."""
+
+    grid: int = Field(2, ge=1, le=16)
+    """Cells per side of `patch_grid` (the target has grid x grid x hidden size dims). **[ours]**"""
+
+    prompt: str | None = None
+    """The text `text_patches` weighs patches by; `{task}` and `{object}` are filled per task."""
+
+    added_later: ClassVar[tuple[str, ...]] = ("pooling", "grid", "prompt")
+
+    @model_validator(mode="after")
+    def _pooling_fits_the_family(self) -> EmbeddingTarget:
+        if self.pooling == "text_patches":
+            if self.family != "clip":
+                raise ValueError(f"pooling text_patches needs CLIP's joint text-image space (family clip), "
+                                 f"not {self.family}")
+            if self.prompt is None:
+                raise ValueError("pooling text_patches needs a prompt")
+            check_prompt(self.prompt)
+        elif self.prompt is not None:
+            raise ValueError(f"prompt is read by pooling text_patches only, not {self.pooling}")
+        if self.pooling == "patch_grid" and self.family == "efficientnet_lite0":
+            raise ValueError("pooling patch_grid needs a vision transformer (clip, siglip, dinov2)")
+        return self
 
 
 class FrameTarget(Section):
@@ -355,7 +405,8 @@ class LamRunSpec(Section):
     method: Literal[LAM_METHODS]  # type: ignore[valid-type]
     """Forward-model variant: `lapo` (pixels of the next frame), `lapo-clean` (LAPO on the clean
     twins), `laom` (its own EMA embedding), `target` (a vector target), `target-clean` (a vector
-    target from the clean twins)."""
+    target from the clean twins); `lapo-trans`, `target-trans`: `lapo` and `target` with a
+    transformer inverse model."""
 
     target: str
     """Name of a `targets` entry the forward model predicts (`ema` for `laom`)."""
@@ -381,6 +432,14 @@ class LamRunSpec(Section):
 class LamConfig(Section):
     """Latent action models: inverse dynamics (IDM) + forward dynamics (FDM), and their probes."""
 
+    added_later: ClassVar[tuple[str, ...]] = ("transformer_layers", "transformer_heads", "patch_size")
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> LamConfig:
+        if self.hidden_dim % self.transformer_heads:
+            raise ValueError(f"transformer_heads: {self.transformer_heads} does not divide hidden_dim {self.hidden_dim}")
+        return self
+
     frame_stack: int = Field(3, ge=1)
     """Frames stacked per observation. **[paper]** LAOM's 3."""
 
@@ -392,7 +451,16 @@ class LamConfig(Section):
     """Channels of the IMPALA-style encoder stages (conv, max-pool, two residual blocks each)."""
 
     hidden_dim: int = Field(256, ge=8)
-    """Width of encoder outputs and MLPs."""
+    """Width of encoder outputs and MLPs (and of the transformer inverse model)."""
+
+    transformer_layers: int = Field(4, ge=1)
+    """Layers of the transformer inverse model (methods `lapo-trans`, `target-trans`). **[ours]**"""
+
+    transformer_heads: int = Field(4, ge=1)
+    """Attention heads of the transformer inverse model (they must divide `hidden_dim`). **[ours]**"""
+
+    patch_size: int = Field(8, ge=1)
+    """Square patches of the transformer inverse model, in pixels (it must divide the frame size). **[ours]**"""
 
     vq: bool = False
     """Quantise the latent action (LAPO's VQ bottleneck); the paper uses continuous latents."""
@@ -574,7 +642,7 @@ class Fig1Config(Section):
 SWEEP_AXES = ("latent_dim", "labelled_budget")
 """What a sweep figure varies: the LAMs' latent dimension, or the decoders' labelled budget."""
 
-RESERVED_FIGURE_NAMES = ("fig1", "lam_probes")
+RESERVED_FIGURE_NAMES = ("fig1", "lam_probes", "summary", "screening_transfer")
 
 
 class SweepFigure(Section):
@@ -625,6 +693,182 @@ def _default_sweeps() -> dict[str, SweepFigure]:
     }
 
 
+VECTOR_METHODS = tuple(name for name, method in METHODS.items() if method.head == "vector")
+"""The methods that predict a vector target (what a comparison's `targets` are trained with)."""
+
+VARIANT_MARK = "+"
+"""Joins a target's name and the setting a comparison changes: `{target}+{setting}-{value}`.
+User target names cannot contain it."""
+
+VARIANT_FIELDS = ("prompt", "layers", "pooling", "generate_tokens", "precision", "image_size")
+"""Settings of a `vlm` or `embedding` target that a comparison may vary: each value makes a
+variant of the target, named `{target}+{setting}-{value}` (`promptlam.config.variant_name`)."""
+
+COMPARISON_SETTINGS = (*VARIANT_FIELDS, "formulation")
+"""What a comparison varies: a target setting (`VARIANT_FIELDS`) or the runs' target formulation."""
+
+COMPARISON_METRICS = ("probe_action_xyz", "probe_residual", "success")
+"""What a comparison draws: the held-out movement probe (latent / variance), the residual beyond
+the expert's plan (latent+expert / expert), and the success rate per background split."""
+
+
+class ComparisonFigure(Section):
+    """A figure comparing targets (and reference methods) side by side: held-out probes and the
+    success rate, with 95% intervals over the seeds. Bars, one per entry; with `vary`, each
+    target of `targets` is a group of variants, one per value (`box`: a box over them)."""
+
+    targets: list[str] | Literal["all"] = Field(default_factory=list)
+    """Targets compared, each trained by `method`; `all`: every `vlm` and `embedding` target of
+    `targets` (a new VLM joins the figure with its `targets` entry)."""
+
+    method: Literal[VECTOR_METHODS] = "target"  # type: ignore[valid-type]
+    """The method that trains on each of `targets`."""
+
+    formulation: Formulation = "absolute"
+    """Their target formulation (unless `vary` is `formulation`)."""
+
+    vary: Literal[COMPARISON_SETTINGS] | None = None  # type: ignore[valid-type]
+    """A setting to vary per target of `targets`: a target setting (`prompt`, `layers`,
+    `pooling`, `generate_tokens`, `precision`, `image_size`; each value a variant target
+    `{target}+{setting}-{value}`) or the runs' `formulation`."""
+
+    values: list[Any] = Field(default_factory=list)
+    """The values of `vary`, lettered A, B, ... in the figure (the legend spells them out)."""
+
+    entries: list[FigureEntry] = Field(default_factory=list)
+    """Reference bars beside the targets (e.g. LAPO, LAOM, the distractor-free LAPO)."""
+
+    style: Literal["bars", "box"] = "bars"
+    """`bars`: a bar per entry (grouped per target with `vary`); `box`: per target, a box over
+    its variants (the paper's prompt-robustness plots; needs `vary`)."""
+
+    metrics: list[Literal[COMPARISON_METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(COMPARISON_METRICS), min_length=1)
+    """Panels: `probe_action_xyz`, `probe_residual` (from the LAM runs' metrics, first probe
+    horizon) and `success` (one panel per background split; needs BC, decoders and evaluations)."""
+
+    latent_dim: int = Field(128, ge=1)
+    """Latent dimension of every run."""
+
+    labelled_budget: int = Field(16, ge=1)
+    """Labelled trajectories per task of the decoders (one of `rollouts.labelled_budgets`)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    """Seeds of every entry (LAM, policy and decoder share the seed)."""
+
+    bootstrap_reps: int = Field(10000, ge=100)
+    """Bootstrap resamples of the success intervals."""
+
+    @model_validator(mode="after")
+    def _vary_needs_values(self) -> ComparisonFigure:
+        if self.vary is not None and len(self.values) < 2:
+            raise ValueError(f"vary: {self.vary} needs at least two values")
+        if self.vary is None and self.values:
+            raise ValueError("values are given but nothing is varied (set vary)")
+        if self.vary == "formulation" and not set(self.values) <= set(FORMULATIONS):
+            raise ValueError(f"values: formulations are {', '.join(FORMULATIONS)}, not {self.values}")
+        if self.style == "box" and self.vary is None:
+            raise ValueError("style box draws a box over the variants of a target: set vary")
+        if self.vary in VARIANT_FIELDS and self.targets == "all":
+            raise ValueError("name the targets to vary (targets: all takes no variants)")
+        if not self.targets and not self.entries:
+            raise ValueError("names no targets and no entries")
+        return self
+
+    @property
+    def probes(self) -> list[str]:
+        return [metric for metric in self.metrics if metric.startswith("probe_")]
+
+
+def variant_name(target: str, setting: str, value: Any) -> str:
+    """The name of ``target`` with ``setting`` set to ``value``: the value itself when it is a
+    short folder-safe word (`molmo+layers--2`, `molmo+pooling-last`), else a hash of it
+    (prompts: `molmo+prompt-3f2a9c01`)."""
+    text = "_".join(map(str, value)) if isinstance(value, list) else str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,24}", text):
+        text = hashlib.sha1(json.dumps(value).encode()).hexdigest()[:8]
+    return f"{target}{VARIANT_MARK}{setting}-{text}"
+
+
+PAPER_PROMPTS = (
+    "Describe the image.",
+    "The robot must {task}.",
+    "Ignore the moving background. Describe the robot arm and the {object}.",
+    "Do not describe background features. Focus on the robot arm and the {object}.",
+)
+"""The prompt-robustness comparison's prompts: neutral, the task, "ignore distractors" (**[ours]**
+wording) and the paper's best (**[paper]**)."""
+
+
+def _default_comparisons() -> dict[str, ComparisonFigure]:
+    lapo = FigureEntry(label="LAPO", method="lapo", target="pixels")
+    twin = FigureEntry(label="LAPO, clean-twin target", method="lapo", target="clean", formulation="delta")
+    clean = FigureEntry(label="LAPO, no distractors", method="lapo-clean", target="clean")
+    laom = FigureEntry(label="LAOM", method="laom", target="ema")
+    molmo = ["molmo-7b-d-focus"]
+    return {
+        "vlm_benchmark": ComparisonFigure(targets="all", entries=[lapo, laom, twin, clean]),
+        "prompts": ComparisonFigure(targets=["molmo-7b-d-focus", "qwen2.5-vl-7b-focus", "phi-4-mm-focus",
+                                             "gemma-3-4b-focus", "llava-1.5-7b-focus"],
+                                    vary="prompt", values=list(PAPER_PROMPTS), style="box", entries=[lapo]),
+        "layers": ComparisonFigure(targets=molmo, vary="layers", values=[-1, -2, "middle"], entries=[lapo]),
+        "pooling": ComparisonFigure(targets=molmo, vary="pooling", values=["mean_all", "mean_image", "mean_text", "last"],
+                                    entries=[lapo]),
+        "generation": ComparisonFigure(targets=["qwen2.5-vl-7b-focus"], vary="generate_tokens", values=[0, 16],
+                                       entries=[lapo]),
+        "formulation": ComparisonFigure(targets=molmo, vary="formulation", values=list(FORMULATIONS), entries=[lapo]),
+        "twin": ComparisonFigure(entries=[lapo, twin, FigureEntry(label="LAPO+VLM (Molmo)", method="target",
+                                                                   target="molmo-7b-d-focus"), clean]),
+        "backbones": ComparisonFigure(targets=["molmo-7b-d-focus", "molmo-7b-o-focus", "molmoe-1b-focus"],
+                                      entries=[lapo]),
+        "related_work": ComparisonFigure(targets=["molmo-7b-d-focus", "otter-clip-l14", "univla-dinov2-large"],
+                                         entries=[lapo]),
+        "architecture": ComparisonFigure(entries=[
+            FigureEntry(label="LAPO (ResNet)", method="lapo", target="pixels"),
+            FigureEntry(label="LAPO (Trans)", method="lapo-trans", target="pixels"),
+            FigureEntry(label="LAPO+VLM (ResNet)", method="target", target="molmo-7b-d-focus"),
+            FigureEntry(label="LAPO+VLM (Trans)", method="target-trans", target="molmo-7b-d-focus")]),
+    }
+
+
+class SummaryConfig(Section):
+    """`tables/summary.csv` (and `.txt`, printed when a workflow ends): the measurements that
+    bear on the paper's claims, each beside the claim, from Figure 1 and the comparisons named here."""
+
+    vlm: str = "LAPO+VLM (Molmo)"
+    """Label of Figure 1's entry with the VLM target."""
+
+    baseline: str = "LAPO"
+    """Label of Figure 1's LAPO entry."""
+
+    distractor_free: str | None = "LAPO, no distractors"
+    """Label of Figure 1's distractor-free reference (null: the gap-recovered row is left out)."""
+
+    benchmark: str | None = "vlm_benchmark"
+    """Comparison whose targets test "embedding targets are worse than promptable VLMs" and
+    "Molmo is best" (null: left out)."""
+
+    prompts: str | None = "prompts"
+    """Comparison over prompts (`vary: prompt`) that tests "Molmo is the most robust" (null: left out)."""
+
+
+class ScreeningTransferConfig(Section):
+    """`figures/screening_transfer.pdf`: does the ranking of targets on a small screening subset
+    predict their ranking on all the data? Per seed, the Spearman and Kendall rank correlations
+    between the bars of a comparison trained on `trajectories` train trajectories and on all of
+    them; the mean over seeds with a 95% t-interval. **[paper]** screening runs used 64
+    trajectories."""
+
+    comparison: str
+    """The comparison (of `figures.comparisons`) whose bars are ranked: every bar with a LAM run."""
+
+    trajectories: int = Field(64, ge=2)
+    """Train trajectories of the screening runs, in all (the first of each task, split evenly)."""
+
+    metric: Literal["probe_action_xyz", "probe_residual"] = "probe_action_xyz"
+    """The probe the bars are ranked by (screening trains no policy)."""
+
+
 class FiguresConfig(Section):
     """Figures and the tables behind them."""
 
@@ -637,10 +881,23 @@ class FiguresConfig(Section):
     removed (how a profile drops a sweep of config.yaml). **[ours]** the grids of the paper's
     latent-dimension and labelled-budget sweeps."""
 
-    @field_validator("sweeps")
+    screening_transfer: ScreeningTransferConfig | None = ScreeningTransferConfig(comparison="vlm_benchmark")
+    """The screening-transfer figure (null: none). **[ours]** on the VLM benchmark."""
+
+    summary: SummaryConfig | None = SummaryConfig()
+    """The table of the paper's claims beside what this run measured (`tables/summary.csv`);
+    null: none."""
+
+    comparisons: dict[str, ComparisonFigure | None] = Field(default_factory=_default_comparisons)
+    """Comparison figures by name: `figures/{name}.pdf`, `figures/{name}.csv` and
+    `tables/{name}.tex` each (names as for sweeps, distinct from them). Set to null to remove.
+    **[ours]** grids: the paper's VLM benchmark, prompt robustness, extraction settings, the twin
+    experiment and the backbones, on the targets of config.yaml."""
+
+    @field_validator("sweeps", "comparisons")
     @classmethod
-    def _drop_removed_sweeps(cls, sweeps: dict[str, Any]) -> dict[str, Any]:
-        return {name: sweep for name, sweep in sweeps.items() if sweep is not None}
+    def _drop_removed(cls, figures: dict[str, Any]) -> dict[str, Any]:
+        return {name: figure for name, figure in figures.items() if figure is not None}
 
 
 # --------------------------------------------------------------------------------------- config
@@ -690,13 +947,68 @@ class Config(Section):
     figures: FiguresConfig = FiguresConfig()
     """Figures and tables."""
 
+    screening: int | None = Field(None, ge=2)
+    """Screening mode: every LAM run and policy (of `lam.runs` and of every figure) trains on this
+    many train trajectories in all, the first of each task, split evenly over the tasks, instead
+    of all of them; probes are measured as for full runs. Runs live under `runs/screen{N}/`.
+    **[paper]** screening runs used 64 (`--config screening=64`)."""
+
     @field_validator("targets")
     @classmethod
     def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:
         for name in targets:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            # a variant (a comparison's, `{target}+{setting}-{value}`) arrives so named when a
+            # stage is handed the config the workflow expanded
+            base = name.split(VARIANT_MARK, 1)[0]
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", base):
                 raise ValueError(f"target name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
         return {name: target for name, target in targets.items() if target is not None}
+
+    @model_validator(mode="after")
+    def _add_variant_targets(self) -> Config:
+        """Each comparison that varies a target setting adds a variant of each of its targets per
+        value (a value equal to the target's own names the target itself)."""
+        variants = {}
+        for name, comparison in self.figures.comparisons.items():
+            for base, value, variant in self.comparison_variants(name):
+                if variant == base or variant in variants:
+                    continue
+                target = self.targets[base]
+                if comparison.vary not in type(target).model_fields:
+                    raise ValueError(f"figures.comparisons.{name}.vary: target {base!r} ({target.kind}) has no "
+                                     f"setting {comparison.vary!r}")
+                try:
+                    variants[variant] = type(target).model_validate(target.model_dump() | {comparison.vary: value})
+                except ValidationError as exc:
+                    problem = exc.errors()[0]["msg"]
+                    raise ValueError(f"figures.comparisons.{name}.values: {value!r} is no {comparison.vary} "
+                                     f"({problem})") from None
+        # the config is frozen: variants join `targets` once, here, so that every stage sees them
+        object.__setattr__(self, "targets", self.targets | variants)
+        return self
+
+    def comparison_targets(self, name: str) -> list[str]:
+        """The targets comparison ``name`` compares (`all`: every `vlm` and `embedding` target
+        that is not a variant)."""
+        targets = self.figures.comparisons[name].targets
+        if targets == "all":
+            return [target for target, spec in self.targets.items()
+                    if spec.kind in ("vlm", "embedding") and VARIANT_MARK not in target]
+        return list(targets)
+
+    def comparison_variants(self, name: str) -> list[tuple[str, Any, str]]:
+        """(target, value, the target a run of that value trains on) for each defined target of
+        comparison ``name`` and each value of its target setting (none when it varies none)."""
+        comparison = self.figures.comparisons[name]
+        if comparison.vary not in VARIANT_FIELDS:
+            return []
+        found = []
+        for base in self.comparison_targets(name):
+            target = self.targets.get(base)
+            for value in comparison.values:
+                same = target is not None and getattr(target, comparison.vary, None) == value
+                found.append((base, value, base if same else variant_name(base, comparison.vary, value)))
+        return [entry for entry in found if entry[0] in self.targets]
 
     @model_validator(mode="after")
     def _frame_vectors_fit_the_frames(self) -> Config:
@@ -737,24 +1049,72 @@ class Config(Section):
         """Check that the figures name runs this config can make (called by the workflow and the
         figure commands; not at validation, so that a stage given only its sections validates)."""
         fig1 = self.figures.fig1
-        labels = self._check_entries("figures.fig1.entries", fig1.entries, source)
-        if fig1.normalise_by is not None and fig1.normalise_by not in labels:
+        labels_of_fig1 = self._check_entries("figures.fig1.entries", fig1.entries, source)
+        if fig1.normalise_by is not None and fig1.normalise_by not in labels_of_fig1:
             raise ConfigError(f"{source}: figures.fig1.normalise_by: no entry labelled {fig1.normalise_by!r}")
         if fig1.labelled_budget not in self.rollouts.labelled_budgets:
             raise ConfigError(f"{source}: figures.fig1.labelled_budget: {fig1.labelled_budget} is not one of "
                               f"rollouts.labelled_budgets {self.rollouts.labelled_budgets}")
         for name, sweep in self.figures.sweeps.items():
             where = f"figures.sweeps.{name}"
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or name in RESERVED_FIGURE_NAMES:
-                raise ConfigError(f"{source}: {where}: a sweep's name must be lower-case letters, digits, '-' "
-                                  f"and '_', not {' or '.join(RESERVED_FIGURE_NAMES)}")
+            self._check_figure_name(where, name, source)
             self._check_entries(f"{where}.entries", sweep.entries, source)
             budgets = sweep.values if sweep.axis == "labelled_budget" else [sweep.labelled_budget]
-            missing = [budget for budget in budgets if budget not in self.rollouts.labelled_budgets]
-            if missing:
-                key = "values" if sweep.axis == "labelled_budget" else "labelled_budget"
-                raise ConfigError(f"{source}: {where}.{key}: {missing} not in rollouts.labelled_budgets "
-                                  f"{self.rollouts.labelled_budgets}")
+            key = "values" if sweep.axis == "labelled_budget" else "labelled_budget"
+            self._check_budgets(f"{where}.{key}", budgets, source)
+        for name, comparison in self.figures.comparisons.items():
+            where = f"figures.comparisons.{name}"
+            self._check_figure_name(where, name, source)
+            if name in self.figures.sweeps:
+                raise ConfigError(f"{source}: {where}: a sweep has the same name (both would write figures/{name}.pdf)")
+            targets = self.comparison_targets(name)
+            formulations = comparison.values if comparison.vary == "formulation" else [comparison.formulation]
+            for target in targets:
+                for formulation in formulations:
+                    try:
+                        self.check_run(f"{where}.targets", comparison.method, target, formulation)
+                    except ValueError as exc:
+                        raise ConfigError(f"{source}: {exc}") from None
+            labels = self._check_entries(f"{where}.entries", comparison.entries, source)
+            if set(labels) & set(targets):
+                raise ConfigError(f"{source}: {where}.entries: labels must differ from the target names "
+                                  f"{sorted(set(labels) & set(targets))}")
+            if not targets and not labels:
+                raise ConfigError(f"{source}: {where}: compares nothing (targets: all finds no vlm or embedding "
+                                  f"target, and there are no entries)")
+            if "success" in comparison.metrics:
+                self._check_budgets(f"{where}.labelled_budget", [comparison.labelled_budget], source)
+        if self.figures.summary is not None:
+            self._check_summary(self.figures.summary, labels_of_fig1, source)
+        transfer = self.figures.screening_transfer
+        if transfer is not None and transfer.comparison not in self.figures.comparisons:
+            raise ConfigError(f"{source}: figures.screening_transfer.comparison: no comparison {transfer.comparison!r} "
+                              f"(configured: {', '.join(self.figures.comparisons) or 'none'})")
+
+    def _check_summary(self, summary: SummaryConfig, labels_of_fig1: list[str], source: str) -> None:
+        for key in ("vlm", "baseline", "distractor_free"):
+            label = getattr(summary, key)
+            if label is not None and label not in labels_of_fig1:
+                raise ConfigError(f"{source}: figures.summary.{key}: no Figure 1 entry labelled {label!r}")
+        for key in ("benchmark", "prompts"):
+            name = getattr(summary, key)
+            if name is not None and name not in self.figures.comparisons:
+                raise ConfigError(f"{source}: figures.summary.{key}: no comparison {name!r} "
+                                  f"(configured: {', '.join(self.figures.comparisons) or 'none'})")
+        if summary.prompts is not None and self.figures.comparisons[summary.prompts].vary != "prompt":
+            raise ConfigError(f"{source}: figures.summary.prompts: comparison {summary.prompts!r} does not vary prompt")
+
+    @staticmethod
+    def _check_figure_name(where: str, name: str, source: str) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or name in RESERVED_FIGURE_NAMES:
+            raise ConfigError(f"{source}: {where}: a figure's name must be lower-case letters, digits, '-' "
+                              f"and '_', not {' or '.join(RESERVED_FIGURE_NAMES)}")
+
+    def _check_budgets(self, where: str, budgets: list[int], source: str) -> None:
+        missing = [budget for budget in budgets if budget not in self.rollouts.labelled_budgets]
+        if missing:
+            raise ConfigError(f"{source}: {where}: {missing} not in rollouts.labelled_budgets "
+                              f"{self.rollouts.labelled_budgets}")
 
     def _check_entries(self, where: str, entries: list[FigureEntry], source: str) -> list[str]:
         """A figure's entries name runs this config can make, under distinct labels (returned)."""

@@ -44,6 +44,9 @@ class Method:
     """The `FORMULATIONS` it accepts."""
     summary: str
     """One line for help texts and docs."""
+    idm: Literal["impala", "transformer"] = "impala"
+    """The inverse model's encoder: IMPALA's residual CNN, or a small vision transformer over
+    patches of both frame stacks (the paper's "ResNet" and "Trans")."""
 
     def check(self, target: str, kind: str | None, formulation: str) -> str | None:
         """Why ``target`` (of ``kind``; None if undefined) with ``formulation`` cannot be trained
@@ -74,6 +77,10 @@ METHODS: dict[str, Method] = {method.name: method for method in (
            "predicts a vector target of the next frame (a VLM representation, an embedding, the state)"),
     Method("target-clean", "clean", "vector", VECTOR_TARGET_KINDS, FORMULATIONS,
            "`target` on the clean twins: the distractor-free reference of the vector head"),
+    Method("lapo-trans", "distracted", "pixels", FRAME_TARGET_KINDS, ("absolute", "delta"),
+           "`lapo` with a transformer inverse model", idm="transformer"),
+    Method("target-trans", "distracted", "vector", VECTOR_TARGET_KINDS, FORMULATIONS,
+           "`target` with a transformer inverse model", idm="transformer"),
 )}
 """Every LAM method, by name."""
 

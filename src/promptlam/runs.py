@@ -8,7 +8,7 @@ Torch-free at import (Snakemake builds its DAG from this module); ``save_weights
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,40 @@ LABELLED = "data/labelled/{budget}/{task}.h5"
 TARGET = "data/targets/{target}/{task}.h5"
 
 # ------------------------------------------------------------------------------------ run paths
-LAM_RUN = "runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}"
-"""A LAM run's folder (checkpoint, weights, run.json, metrics); its policy and decoders below it."""
-BC_ACTIONS_RUN = "runs/bc-actions/s{seed}"
+LAM_RUN = "runs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}"
+"""A LAM run's folder (checkpoint, weights, run.json, metrics); its policy and decoders below it.
+``screen`` is empty for runs on all train trajectories, `/screen{N}` for screening runs."""
+BC_ACTIONS_RUN = "runs{screen}/bc-actions/s{seed}"
 """The true-action policy's folder."""
+SCREEN_PATTERN = r"(/screen\d+)?"
+"""What the ``{screen}`` part of a run path can be (a rule's wildcard constraint)."""
+
+
+def screen_part(trajectories: int | None) -> str:
+    """The ``{screen}`` part of the run paths of a run on ``trajectories`` (None: all)."""
+    return "" if trajectories is None else f"/screen{trajectories}"
+
+
+def screen_trajectories(screen: str) -> int | None:
+    """The inverse of ``screen_part``."""
+    return int(screen.removeprefix("/screen")) if screen else None
 EVAL_FILE = "eval-{background}.json"
 """An evaluation's file name inside the decoder's (or the true-action policy's) folder."""
 RANDOM_ACTIONS_RUN = "runs/random-actions"
 """Uniform random actions under the evaluation protocol: the floor of every success figure."""
 RANDOM_EVAL = f"{RANDOM_ACTIONS_RUN}/{EVAL_FILE}"
+
+# --------------------------------------------------------------------------------- figure paths
+FIGURE_PDF = "figures/{name}.pdf"
+"""A figure (`fig1`, a sweep's or a comparison's name)."""
+FIGURE_CSV = "figures/{name}.csv"
+"""The numbers behind figure ``name``."""
+TABLE_TEX = "tables/{name}.tex"
+"""A comparison's numbers as a LaTeX table."""
+SUMMARY_CSV = "tables/summary.csv"
+"""The measurements that bear on the paper's claims, beside them."""
+SUMMARY_TXT = "tables/summary.txt"
+"""The same as plain text (printed when the workflow ends)."""
 
 
 def rollout_paths(config: Config, split: str = "train", root: Path = Path(".")) -> list[Path]:
@@ -53,11 +78,17 @@ class RunKey:
     formulation: str
     latent_dim: int
     seed: int
+    trajectories: int | None = None
+    """Screening: trained on this many train trajectories in all (``screening_subsets``); None: all."""
 
     @property
     def path(self) -> str:
-        return LAM_RUN.format(method=self.method, target=self.target, formulation=self.formulation,
-                              dim=self.latent_dim, seed=self.seed)
+        return LAM_RUN.format(screen=screen_part(self.trajectories), method=self.method, target=self.target,
+                              formulation=self.formulation, dim=self.latent_dim, seed=self.seed)
+
+    def on(self, trajectories: int | None) -> RunKey:
+        """The same run trained on ``trajectories`` train trajectories (None: all)."""
+        return replace(self, trajectories=trajectories)
 
     @property
     def spec(self):
@@ -77,8 +108,8 @@ class RunKey:
 
 
 def all_runs(config: Config) -> list[RunKey]:
-    """Every run that ``lam.runs`` describes."""
-    return [RunKey(spec.method, spec.target, formulation, dim, seed)
+    """Every run that ``lam.runs`` describes (on the `screening` subset when one is set)."""
+    return [RunKey(spec.method, spec.target, formulation, dim, seed, config.screening)
             for spec in config.lam.runs for formulation in spec.formulations
             for dim in spec.latent_dims for seed in spec.seeds]
 
@@ -89,10 +120,19 @@ class PolicyKey:
 
     seed: int
     lam: RunKey | None = None
+    trajectories: int | None = None
+    """The true-action policy's screening subset (a latent policy's is its LAM's)."""
 
     @property
     def path(self) -> str:
-        return f"{self.lam.path}/bc" if self.lam else BC_ACTIONS_RUN.format(seed=self.seed)
+        if self.lam:
+            return f"{self.lam.path}/bc"
+        return BC_ACTIONS_RUN.format(screen=screen_part(self.trajectories), seed=self.seed)
+
+    @property
+    def screening(self) -> int | None:
+        """The train trajectories it imitates (None: all): its LAM's."""
+        return self.lam.trajectories if self.lam else self.trajectories
 
     def decoder_path(self, budget: int) -> str:
         if self.lam is None:
@@ -118,18 +158,25 @@ class PolicyKey:
 # -------------------------------------------------------------------------------------- records
 def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
     """What a LAM run depends on; checkpoints carry it, and a resume refuses a different one."""
-    record = {"run": asdict(run), "tasks": tasks, "config": config.section("seed", "lam")}
+    record = {"run": _without_full_data(asdict(run)), "tasks": tasks, "config": config.section("seed", "lam")}
     record["config"]["lam"]["runs"] = []  # the list of runs to train changes no single run
     if run.target in config.targets:
         record["target"] = config.targets[run.target].model_dump(mode="json")
     return record
 
 
+def _without_full_data(record: dict[str, Any]) -> dict[str, Any]:
+    # runs on all the data record no `trajectories` (as before screening existed), so that their
+    # artifacts stay valid
+    return {key: value for key, value in record.items() if key != "trajectories" or value is not None}
+
+
 def policy_record(config: Config, key: PolicyKey, tasks: list[str]) -> dict[str, Any]:
     """What a policy depends on (its weights' run.json carries it)."""
-    return {"stage": "bc", "seed": key.seed, "tasks": tasks, "frames": key.frames,
-            "config": config.section("seed", "bc") | {"frame_stack": config.lam.frame_stack},
-            "lam": run_record(config, key.lam, tasks) if key.lam else None}
+    record = {"stage": "bc", "seed": key.seed, "tasks": tasks, "frames": key.frames,
+              "config": config.section("seed", "bc") | {"frame_stack": config.lam.frame_stack},
+              "lam": run_record(config, key.lam, tasks) if key.lam else None}
+    return _without_full_data(record | {"trajectories": key.screening})
 
 
 def decoder_record(config: Config, key: PolicyKey, budget: int, tasks: list[str]) -> dict[str, Any]:

@@ -114,6 +114,21 @@ def interval_estimates(scores: np.ndarray, reps: int, seed: int,
     }
 
 
+def iqm_difference(a: np.ndarray, b: np.ndarray, reps: int, seed: int,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """IQM(a) - IQM(b) of two ``[runs, tasks]`` score matrices from independent runs, with a
+    percentile CI from rliable's stratified bootstrap of each (runs resampled per task)."""
+    from rliable import library
+
+    with _global_numpy_seed(seed), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+        points, intervals = library.get_interval_estimates(
+            {"difference": [np.asarray(a, dtype=float), np.asarray(b, dtype=float)]},
+            lambda x, y: np.array([aggregate_iqm(x) - aggregate_iqm(y)]), reps=reps,
+            confidence_interval_size=confidence, random_state=np.random.RandomState(seed))
+    return float(points["difference"][0]), float(intervals["difference"][0, 0]), float(intervals["difference"][1, 0])
+
+
 def _check_records(records: pandas.DataFrame) -> None:
     """Reject inputs that would otherwise give a plausible-looking but wrong figure."""
     missing = [c for c in RECORD_COLUMNS if c not in records.columns]

@@ -34,6 +34,26 @@ def split_trajectories(n_trajectories: int, heldout_fraction: float) -> tuple[np
     return np.arange(n_trajectories - held), np.arange(n_trajectories - held, n_trajectories)
 
 
+def screening_subsets(files: list[TaskFiles], total: int | None, heldout_fraction: float) -> list[np.ndarray] | None:
+    """The trajectories a screening run on ``total`` train trajectories trains on: the first of
+    each task, ``total`` split evenly over the tasks (the first tasks one more), all outside the
+    probes' held-out trajectories; None (all trajectories) when ``total`` is None."""
+    if total is None:
+        return None
+    if total < len(files):
+        raise UserError(f"screening: {total} trajectories cannot give each of the {len(files)} tasks one")
+    subsets = []
+    for index, task_files in enumerate(files):
+        count = total // len(files) + (index < total % len(files))
+        with RolloutFile(task_files.rollouts) as rollouts:
+            fit, _ = split_trajectories(rollouts.n_trajectories, heldout_fraction)
+        if count > len(fit):
+            raise UserError(f"screening: {total} trajectories take {count} of {task_files.rollouts}, which has "
+                            f"{len(fit)} outside the probes' held-out ones")
+        subsets.append(np.arange(count))
+    return subsets
+
+
 class TransitionData:
     """Samples (o_t, o_{t+k}, what the forward model predicts, mean action over [t, t+k)) batches.
 

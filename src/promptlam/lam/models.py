@@ -1,7 +1,8 @@
 """One latent action model family with interchangeable forward models.
 
-IDM: an IMPALA-style encoder over the frame stacks of o_t and o_{t+k} gives a continuous latent
-action z (optionally vector-quantised, as the original LAPO). FDM: from o_t and z, by the head of
+IDM: an IMPALA-style encoder (or, for the `-trans` methods, a small vision transformer) over the
+frame stacks of o_t and o_{t+k} gives a continuous latent action z (optionally vector-quantised,
+as the original LAPO). FDM: from o_t and z, by the head of
 the method (``promptlam.methods.METHODS``), it predicts
   - `pixels` head (`lapo`, `lapo-clean`): the next target frame as o_t plus a change (`absolute`)
     or the target frames' change itself (`delta`), by a U-Net decoder over the encoder's maps
@@ -71,6 +72,28 @@ class ImpalaEncoder(nn.Module):
         return maps
 
 
+class TransformerEncoder(nn.Module):
+    """A small vision transformer: square patches of the input embedded linearly, a class token
+    and learned positions, pre-norm encoder layers; returns the class token [B, width]."""
+
+    def __init__(self, in_channels: int, frame_size: int, width: int, layers: int, heads: int, patch: int) -> None:
+        super().__init__()
+        if frame_size % patch:
+            raise ValueError(f"lam.patch_size: {patch} does not divide the frame size {frame_size}")
+        self.patchify = nn.Conv2d(in_channels, width, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.position = nn.Parameter(torch.randn(1, (frame_size // patch) ** 2 + 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patchify(x).flatten(2).transpose(1, 2)  # [B, patches, width]
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.position
+        return self.norm(self.layers(tokens)[:, 0])
+
+
 class VectorQuantizer(nn.Module):
     """Groups of latent dims snapped to their nearest code (straight-through), LAPO style."""
 
@@ -114,8 +137,13 @@ class LatentActionModel(nn.Module):
         self.head = METHODS[method].head
         stack = 3 * config.frame_stack
         hidden = config.hidden_dim
-        self.idm_encoder = ImpalaEncoder(2 * stack, config.encoder_channels)
-        flat = self.idm_encoder.flat_size(frame_size)
+        if METHODS[method].idm == "transformer":
+            self.idm_encoder = TransformerEncoder(2 * stack, frame_size, hidden, config.transformer_layers,
+                                                  config.transformer_heads, config.patch_size)
+            flat = hidden
+        else:
+            self.idm_encoder = ImpalaEncoder(2 * stack, config.encoder_channels)
+            flat = self.idm_encoder.flat_size(frame_size)
         self.idm_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.GELU(), nn.Linear(hidden, latent_dim))
         self.quantizer = VectorQuantizer(latent_dim, config.vq_groups, config.vq_codes) if config.vq else None
 

@@ -24,7 +24,7 @@ from promptlam.config import Config
 from promptlam.errors import UserError
 from promptlam.io import atomic_output, progress_bar
 from promptlam.lam.augment import augment
-from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, split_trajectories
+from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, screening_subsets, split_trajectories
 from promptlam.lam.models import LatentActionModel
 from promptlam.lam.probe import heldout_probes, transition_features
 from promptlam.runs import RunKey, check_record, load_checked_weights, run_record, save_weights
@@ -86,7 +86,7 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     record = run_record(config, run, tasks)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
                               cpu=not torch.cuda.is_available())
-    data = build_data(config, run, files)
+    data = build_data(config, run, files, screening_subsets(files, run.trajectories, config.lam.heldout_fraction))
     model = build_model(config, run, data, "lam-init")
     probe = torch.nn.Linear(run.latent_dim, 4)
     trainable = [p for p in model.parameters() if p.requires_grad]

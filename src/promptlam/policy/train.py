@@ -27,7 +27,7 @@ from promptlam.data.rollout_file import RolloutFile
 from promptlam.errors import UserError
 from promptlam.io import progress_bar
 from promptlam.lam.augment import augment
-from promptlam.lam.data import StepBatches, TaskFiles, TransitionData
+from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, screening_subsets
 from promptlam.lam.train import load_trained, lr_factor
 from promptlam.policy.models import Policy, action_decoder
 from promptlam.runs import PolicyKey, decoder_record, load_checked_weights, policy_record, save_weights
@@ -44,11 +44,14 @@ def _accelerator():
 
 def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: str | Path, tasks: list[str],
                  lam_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Behaviour-clone the LAM's latents (or the true actions) from all train trajectories."""
+    """Behaviour-clone the LAM's latents (or the true actions) from all train trajectories (a
+    screening policy: from its subset, ``promptlam.lam.data.screening_subsets``)."""
     bc, out = config.bc, Path(out_dir)
     if (key.lam is None) != (lam_dir is None):
         raise ValueError("a latent policy needs its LAM folder; the true-action policy none")
-    data = TransitionData([TaskFiles(Path(p)) for p in rollouts], config.lam.frame_stack, 1, key.frames)
+    files = [TaskFiles(Path(p)) for p in rollouts]
+    subsets = screening_subsets(files, key.screening, config.lam.heldout_fraction)
+    data = TransitionData(files, config.lam.frame_stack, 1, key.frames, trajectories=subsets)
     accelerator = _accelerator()
     device = accelerator.device
     labels, label_seconds = None, 0.0

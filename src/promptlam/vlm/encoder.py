@@ -14,7 +14,7 @@ from promptlam.errors import UserError
 from promptlam.tasks import task_text
 from promptlam.vlm.families import get_family
 from promptlam.vlm.loading import compute_dtype, load_config, load_model, resolve_source
-from promptlam.vlm.pooling import pool, resolve_layer
+from promptlam.vlm.pooling import grid_pool, pool, resolve_layer
 
 
 class Preprocessor:
@@ -57,7 +57,11 @@ class FrameEncoder:
                 self.layers = [resolve_layer(spec, self.num_layers) for spec in target.layer_list]
             except ValueError as exc:
                 raise type(exc)(f"{where}.layers: {exc}") from None
-        self.processor = self.family.load_processor(self.source.path)
+        self.text_patches = getattr(target, "pooling", None) == "text_patches"
+        if self.text_patches:
+            self.processor = self.family.load_processor(self.source.path, with_text=True)
+        else:
+            self.processor = self.family.load_processor(self.source.path)
         self.preprocess = Preprocessor(self.family, self.processor, target.image_size)
         self.model = load_model(self.source, self.family, target.precision, self.device, target.device_map)
         self.dtype = compute_dtype(target.precision, self.device)
@@ -68,12 +72,14 @@ class FrameEncoder:
 
     # ------------------------------------------------------------------------------ prompting
     def prompt(self, task: str) -> str:
-        """The target's prompt filled in for ``task`` (empty for embedding models)."""
-        return self.target.prompt.format(**task_text(task)) if self.is_vlm else ""
+        """The target's prompt filled in for ``task`` (empty for embedding models that read none)."""
+        template = getattr(self.target, "prompt", None)
+        return template.format(**task_text(task)) if template else ""
 
     def model_text(self, task: str) -> str:
-        """The full text the model reads for ``task``, in the family's chat format."""
-        return self.family.render_prompt(self.processor, self.prompt(task)) if self.is_vlm else ""
+        """The full text the model reads for ``task``: in the family's chat format for a VLM, the
+        prompt itself for an embedding model's text side."""
+        return self.family.render_prompt(self.processor, self.prompt(task)) if self.is_vlm else self.prompt(task)
 
     # ------------------------------------------------------------------------------- encoding
     @torch.inference_mode()
@@ -81,6 +87,10 @@ class FrameEncoder:
         """Target vectors float32 [B, D] on the CPU."""
         inputs = {key: self._to_device(value) for key, value in inputs.items()}
         if not self.is_vlm:
+            if self.target.pooling == "patch_grid":
+                return grid_pool(self.family.patch_tokens(self.model, inputs).float(), self.target.grid).cpu()
+            if self.text_patches:
+                return self.family.text_patches(self.model, inputs).float().cpu()
             return self.family.embed(self.model, inputs).float().cpu()
         hidden_states, attention, token_ids = self._hidden_states(inputs)
         image = torch.isin(token_ids, self.image_token_ids)

@@ -40,3 +40,17 @@ def pool(hidden: torch.Tensor, attention: torch.Tensor, image: torch.Tensor, mod
         raise UserError(f"pooling {mode!r} found no such tokens in a sequence (does the model mark image tokens?)")
     weights = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * weights).sum(dim=1) / counts.to(hidden.dtype)
+
+
+def grid_pool(patches: torch.Tensor, grid: int) -> torch.Tensor:
+    """Patch features [B, N, D] (a square raster) averaged over ``grid`` x ``grid`` cells of the
+    image, cells concatenated in raster order: [B, grid * grid * D]."""
+    batch, count, dim = patches.shape
+    side = round(count ** 0.5)
+    if side * side != count:
+        raise ValueError(f"{count} patches are not a square grid")
+    if grid > side:
+        raise UserError(f"grid: {grid} cells per side, but the image has only {side} patches per side")
+    image = patches.reshape(batch, side, side, dim).permute(0, 3, 1, 2)
+    cells = torch.nn.functional.adaptive_avg_pool2d(image, grid)
+    return cells.permute(0, 2, 3, 1).reshape(batch, grid * grid * dim)

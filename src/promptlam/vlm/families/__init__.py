@@ -109,17 +109,34 @@ class Family:
 
 
 class EmbeddingFamily(Family):
-    """An image-embedding model: one pooled vector per image, no prompt."""
+    """An image-embedding model: one vector per image (the pooled embedding, or its patch features
+    pooled on a grid or weighted by a text), no chat prompt."""
 
     kind: ClassVar[str] = "embedding"
     model_class: ClassVar[str] = "AutoModel"
 
+    def load_processor(self, path: str, with_text: bool = False) -> Any:
+        """The image processor; with ``with_text`` the processor that also tokenizes text."""
+        loader = transformers.AutoProcessor if with_text else transformers.AutoImageProcessor
+        return loader.from_pretrained(path, local_files_only=True)
+
     def make_inputs(self, processor: Any, images: list[Image.Image], text: str = "") -> dict[str, torch.Tensor]:
+        """Pixel values of the batch and, given a ``text``, its tokens once (shared by every image)."""
+        if text:
+            return dict(processor(images=images, text=[text], return_tensors="pt", padding=True))
         return dict(processor(images=images, return_tensors="pt"))
 
     def embed(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The pooled image embedding [B, D]."""
         raise NotImplementedError
+
+    def patch_tokens(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The last layer's patch features [B, N, D], N a square number of patches in raster order."""
+        raise NotImplementedError(f"{self.name} has no patch features")
+
+    def text_patches(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Patch features averaged with weights from their similarity to the text [B, D]."""
+        raise NotImplementedError(f"{self.name} has no joint text-image space")
 
 
 def get_family(name: str) -> Family:
