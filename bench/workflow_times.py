@@ -21,13 +21,15 @@ from pathlib import Path
 
 
 def stage_table(workdir: Path) -> list[dict[str, float | str]]:
-    """Per stage (the first folder under `benchmarks/`): jobs, total and longest job seconds,
-    shortest job seconds and peak RSS."""
+    """Per stage (the first folder under `benchmarks/`, after a screening run's `screen{N}/`,
+    reported as `{stage} (screen{N})`): jobs, total and longest job seconds, shortest job
+    seconds and peak RSS."""
     stages: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for path in sorted((workdir / "benchmarks").rglob("*.tsv")):
         with path.open() as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
-        stage = path.relative_to(workdir / "benchmarks").parts[0]
+        parts = path.relative_to(workdir / "benchmarks").parts
+        stage = f"{parts[1]} ({parts[0]})" if parts[0].startswith("screen") else parts[0]
         rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else float("nan")
         stages[stage].append((float(row["s"]), rss))
     return [{"stage": stage, "jobs": len(jobs), "total_s": sum(s for s, _ in jobs),
