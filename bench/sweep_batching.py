@@ -3,6 +3,7 @@ process per core.
 
     python bench/sweep_batching.py [--config config.yaml --config profiles/smoke/smoke.yaml]
                                    [--runs 8] [--steps 30] [--cores 2] [--run target/state/delta]
+                                   [--latent-dim 16]
 
   - separate: one `promptlam lam train --seed S` process per run, `--cores` at a time (what
               Snakemake does with one job per run and one thread per job);
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--run", default="target/state/delta", help="method/target/formulation of the runs")
+    parser.add_argument("--latent-dim", type=int, default=16)
     args = parser.parse_args()
     paths = args.config or [str(REPO / "config.yaml"), str(REPO / "profiles/smoke/smoke.yaml")]
     method, target, formulation = args.run.split("/")
@@ -72,7 +74,7 @@ def main() -> None:
     data["figures"] = {"comparisons": {}, "sweeps": {}, "summary": None, "screening_transfer": None}
     config = validate_config(data, "bench config")
     config_json = json.dumps(config.section("seed", "tasks", "lam", "targets"))
-    run = RunKey(method, target, formulation, config.figures.fig1.latent_dim, 0)
+    run = RunKey(method, target, formulation, args.latent_dim, 0)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         with warnings.catch_warnings():

@@ -236,6 +236,17 @@ PROBE_TITLES = {
 }
 
 INTERVALS = "95% intervals (success: IQM, stratified bootstrap over tasks and seeds; probes: Student t over seeds)"
+PROBE_INTERVALS = "95% Student-t intervals over seeds"
+
+
+def _caption(fig, text: str, fontsize: float = 7) -> float:
+    """Write ``text`` under the panels, wrapped to the figure's width; returns the share of the
+    figure's height it takes (what ``tight_layout`` must leave free)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize))))
+    fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize)
+    return (len(lines) * fontsize * 1.3 + 8) / (fig.get_figheight() * 72)
 
 
 # ------------------------------------------------------------------------------------- sweeps
@@ -316,8 +327,8 @@ def make_sweep(config: Config, name: str, root: Path, pdf: Path, csv: Path):
         ax.set_ylim(bottom=0)
         _panel_labels(ax, metric, background)
     _figure_legend(fig, axes[0])
-    fig.suptitle(f"{len(sweep.seeds)} seeds; {INTERVALS}", y=0.02, fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.9))
+    bottom = _caption(fig, f"{len(sweep.seeds)} seeds; {INTERVALS}", fontsize=8)
+    fig.tight_layout(rect=(0, bottom, 1, 0.9))
     _save_figure(fig, pdf)
     return table
 
@@ -469,11 +480,14 @@ def make_comparison(config: Config, name: str, root: Path, pdf: Path, csv: Path,
             names.append("reference")
             handles.append(plt.Line2D([], [], marker="s", linestyle="", color="0.6"))
         fig.legend(handles, names, loc="upper center", ncol=max(len(handles), 1), fontsize=7, frameon=False)
-    what = ("box: the variants' estimates; " if comparison.style == "box" else "") + INTERVALS
-    fig.suptitle(f"{len(comparison.seeds)} seeds, latent dim {comparison.latent_dim}, "
-                 f"{comparison.labelled_budget} labelled trajectories per task; {what}", y=0.02, fontsize=7)
+    success = "success" in comparison.metrics
+    caption = f"{len(comparison.seeds)} seeds, latent dim {comparison.latent_dim}"
+    caption += f", {comparison.labelled_budget} labelled trajectories per task" if success else " (probes only)"
+    caption += "; box: the variants' estimates" if comparison.style == "box" else ""
+    caption += f"; {INTERVALS if success else PROBE_INTERVALS}; probes: 1 = no information"
+    bottom = _caption(fig, caption)
     rows = len(letters) + 1 if letters and max(len(str(v)) for v in comparison.values) > 30 else 2
-    fig.tight_layout(rect=(0, 0.05, 1, 1 - 0.035 * rows))
+    fig.tight_layout(rect=(0, bottom, 1, 1 - 0.035 * rows))
     _save_figure(fig, pdf)
     return table
 
@@ -654,6 +668,7 @@ def make_transfer(config: Config, root: Path, pdf: Path, csv: Path):
                          color="tab:blue")
         name = key[1] if key[0] in (REFERENCE_GROUP, key[1]) else f"{key[0]} {key[1]}"
         scatter.annotate(name, (row.estimate, other.estimate), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    scatter.axline((1, 1), slope=1, color="0.6", linewidth=0.8, linestyle=":")  # the same on both
     scatter.set_xlabel(f"{PROBE_TITLES[transfer.metric][0]}, all train trajectories")
     scatter.set_ylabel(f"... on {transfer.trajectories} train trajectories")
     scatter.set_title(f"bars of {transfer.comparison}", fontsize=9)
@@ -663,9 +678,9 @@ def make_transfer(config: Config, root: Path, pdf: Path, csv: Path):
     correlations.axhline(0, color="black", linewidth=0.8)
     correlations.set_ylim(-1.05, 1.05)
     correlations.set_ylabel("rank correlation, screening vs all data")
-    correlations.set_title("does screening rank the targets right? (1: same order)", fontsize=9)
-    fig.suptitle(f"{int(rank.runs.iloc[0])} seeds; 95% Student-t intervals over seeds (probes; per-seed rank "
-                 "correlations)", y=0.02, fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    correlations.set_title("screening against all data (1: same order)", fontsize=9)
+    bottom = _caption(fig, f"{int(rank.runs.iloc[0])} seeds; {PROBE_INTERVALS} (the probes, and the per-seed "
+                           "rank correlations); dotted: the same value on both")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     _save_figure(fig, pdf)
     return table

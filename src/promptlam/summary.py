@@ -10,6 +10,7 @@ from pathlib import Path
 
 from promptlam.config import Config
 from promptlam.errors import UserError
+from promptlam.figures import REFERENCE_GROUP, fig1_inputs, fig1_records
 from promptlam.runs import FIGURE_CSV
 
 CLAIMS = {
@@ -30,8 +31,6 @@ exists; `agrees`: `yes` (the interval on the claim's side), `no` (on the other s
 
 def summary_inputs(config: Config) -> list[str]:
     """Figure 1's evaluations and the CSVs of the comparisons the summary reads."""
-    from promptlam.figures import fig1_inputs
-
     summary = config.figures.summary
     names = [name for name in (summary.benchmark, summary.prompts) if name is not None]
     return fig1_inputs(config) + [FIGURE_CSV.format(name=name) for name in dict.fromkeys(names)]
@@ -45,7 +44,6 @@ def _verdict(low: float, high: float) -> str:
 def _fig1_rows(config: Config, root: Path) -> list[dict]:
     """Per background split: VLM minus LAPO success IQM (rliable's stratified bootstrap over both
     sets of runs) with the ratio, and the share of the distractor-free gap recovered."""
-    from promptlam.figures import fig1_records
     from promptlam.stats import aggregate_iqm, iqm_difference, score_matrix
 
     summary, fig1 = config.figures.summary, config.figures.fig1
@@ -144,7 +142,7 @@ def _prompt_rows(config: Config, root: Path) -> list[dict]:
     name = config.figures.summary.prompts
     table = _read_comparison(root, name)
     source = FIGURE_CSV.format(name=name)
-    targets = table[table.group != "references"]
+    targets = table[table.group != REFERENCE_GROUP]
     rows = []
     for metric, background, _ in _headline_metrics(table):
         at = targets[(targets.metric == metric) & (targets.background == background)]
