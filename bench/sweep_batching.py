@@ -39,10 +39,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def command(config_json: str, root: Path, run: RunKey, seeds: list[int]) -> list[str]:
-    args = [sys.executable, "-m", "promptlam", "lam", "train", "--method", run.method, "--target", run.target,
+    return [sys.executable, "-m", "promptlam", "lam", "train", "--method", run.method, "--target", run.target,
             "--formulation", run.formulation, "--latent-dim", str(run.latent_dim), "--seed", *map(str, seeds),
             "--root", str(root), "--config-json", config_json]
-    return args
 
 
 def timed(commands: list[list[str]], cores: int) -> float:

@@ -291,32 +291,30 @@ def cmd_figures_fig1(args: argparse.Namespace) -> None:
     print(summary.to_string(index=False))
 
 
+def _named_figure(args: argparse.Namespace, section: str, **templates: str):
+    """The config, checked, for figure ``args.name`` of ``figures.<section>``, and its output
+    paths: each given flag, else its template (``promptlam.runs``) filled with the name."""
+    config = _config(args)
+    config.check_figures("--config")
+    figures = getattr(config.figures, section)
+    if args.name not in figures:
+        raise UserError(f"figures.{section}: no figure {args.name!r} (configured: {', '.join(figures) or 'none'})")
+    return config, [Path(getattr(args, flag) or template.format(name=args.name)) for flag, template in templates.items()]
+
+
 def cmd_figures_sweep(args: argparse.Namespace) -> None:
     from promptlam.figures import make_sweep
     from promptlam.runs import FIGURE_CSV, FIGURE_PDF
 
-    config = _config(args)
-    config.check_figures("--config")
-    if args.name not in config.figures.sweeps:
-        raise UserError(f"figures.sweeps: no sweep {args.name!r} (configured: {', '.join(config.figures.sweeps) or 'none'})")
-    pdf = Path(args.pdf or FIGURE_PDF.format(name=args.name))
-    csv = Path(args.csv or FIGURE_CSV.format(name=args.name))
-    table = make_sweep(config, args.name, Path(args.root), pdf, csv)
-    print(table.to_string(index=False))
+    config, (pdf, csv) = _named_figure(args, "sweeps", pdf=FIGURE_PDF, csv=FIGURE_CSV)
+    print(make_sweep(config, args.name, Path(args.root), pdf, csv).to_string(index=False))
 
 
 def cmd_figures_comparison(args: argparse.Namespace) -> None:
     from promptlam.figures import make_comparison
     from promptlam.runs import FIGURE_CSV, FIGURE_PDF, TABLE_TEX
 
-    config = _config(args)
-    config.check_figures("--config")
-    if args.name not in config.figures.comparisons:
-        raise UserError(f"figures.comparisons: no comparison {args.name!r} "
-                        f"(configured: {', '.join(config.figures.comparisons) or 'none'})")
-    pdf = Path(args.pdf or FIGURE_PDF.format(name=args.name))
-    csv = Path(args.csv or FIGURE_CSV.format(name=args.name))
-    tex = Path(args.tex or TABLE_TEX.format(name=args.name))
+    config, (pdf, csv, tex) = _named_figure(args, "comparisons", pdf=FIGURE_PDF, csv=FIGURE_CSV, tex=TABLE_TEX)
     table = make_comparison(config, args.name, Path(args.root), pdf, csv, tex)
     print(table.drop(columns=["figure", "kind"]).to_string(index=False))
 

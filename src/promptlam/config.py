@@ -971,8 +971,8 @@ class Config(Section):
         variants = {}
         for name, comparison in self.figures.comparisons.items():
             for base, value, variant in self.comparison_variants(name):
-                if variant == base or variant in variants:
-                    continue
+                if variant == base or variant in variants or base not in self.targets:
+                    continue  # an undefined target is check_figures' to report
                 target = self.targets[base]
                 if comparison.vary not in type(target).model_fields:
                     raise ValueError(f"figures.comparisons.{name}.vary: target {base!r} ({target.kind}) has no "
@@ -997,8 +997,9 @@ class Config(Section):
         return list(targets)
 
     def comparison_variants(self, name: str) -> list[tuple[str, Any, str]]:
-        """(target, value, the target a run of that value trains on) for each defined target of
-        comparison ``name`` and each value of its target setting (none when it varies none)."""
+        """(target, value, the target a run of that value trains on) for each target of
+        comparison ``name`` and each value of its target setting, in that order (none when it
+        varies none)."""
         comparison = self.figures.comparisons[name]
         if comparison.vary not in VARIANT_FIELDS:
             return []
@@ -1008,7 +1009,7 @@ class Config(Section):
             for value in comparison.values:
                 same = target is not None and getattr(target, comparison.vary, None) == value
                 found.append((base, value, base if same else variant_name(base, comparison.vary, value)))
-        return [entry for entry in found if entry[0] in self.targets]
+        return found
 
     @model_validator(mode="after")
     def _frame_vectors_fit_the_frames(self) -> Config:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptlam.config import Config, FigureEntry
+from promptlam.config import VARIANT_FIELDS, Config, FigureEntry
 from promptlam.errors import UserError
 from promptlam.lam.probe import FEATURES, QUANTITIES
 from promptlam.methods import BC_ACTIONS
@@ -200,6 +200,23 @@ def _probe_rows(points: list[Point], metrics: list[str], root: Path) -> list[dic
     return rows
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (figure jobs have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _write_csv(table, csv: Path) -> None:
+    from promptlam.io import atomic_output
+
+    with atomic_output(csv) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def _save_figure(fig, pdf: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -294,17 +311,10 @@ def make_sweep(config: Config, name: str, root: Path, pdf: Path, csv: Path):
     """Write sweep figure ``name``: a panel of the movement probe (latent-dimension sweeps) and
     one of the success rate per background split, x = the swept value, a line per entry with its
     95% intervals (`bc-actions` a flat band); and its numbers. Returns the table."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from promptlam.io import atomic_output
-
+    plt = _pyplot()
     sweep = config.figures.sweeps[name]
     table = sweep_table(config, name, root)
-    with atomic_output(csv) as tmp:
-        table.to_csv(tmp, index=False)
+    _write_csv(table, csv)
     panels = [("probe_action_xyz", "")] if sweep.axis == "latent_dim" else []
     panels += [("success_iqm", background) for background in config.evaluation.backgrounds]
     axis_label = {"latent_dim": "latent action dimension", "labelled_budget": "labelled trajectories per task"}
@@ -345,6 +355,11 @@ value), per metric (`success_iqm` per background split, 95% stratified-bootstrap
 `probe_action_xyz`, `probe_residual`: relative held-out MSE, 95% t-interval)."""
 
 
+def shown(value: Any) -> str:
+    """A varied setting's value as the figure and its table show it (strings as they are)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def letter(index: int) -> str:
     """A, B, ..., Z, AA, AB, ...: the names of a comparison's values in its figure."""
     return letter(index // 26 - 1) + chr(ord("A") + index % 26) if index >= 26 else chr(ord("A") + index)
@@ -353,16 +368,15 @@ def letter(index: int) -> str:
 def comparison_points(config: Config, name: str) -> list[Point]:
     """Every bar x seed of comparison ``name`` (`figures.comparisons`)."""
     comparison = config.figures.comparisons[name]
-    variants = {(base, json.dumps(value)): target for base, value, target in config.comparison_variants(name)}
+    variants = iter(config.comparison_variants(name))  # (target, value, variant), in this order
     bars: list[tuple[tuple, FigureEntry]] = []
     for base in config.comparison_targets(name):
         for index, value in enumerate(comparison.values if comparison.vary else [None]):
-            target = variants.get((base, json.dumps(value)), base)
+            target = next(variants)[2] if comparison.vary in VARIANT_FIELDS else base
             formulation = value if comparison.vary == "formulation" else comparison.formulation
             entry = FigureEntry(label=base, method=comparison.method, target=target, formulation=formulation)
             label = letter(index) if comparison.vary else base
-            shown = "" if value is None else json.dumps(value) if not isinstance(value, str) else value
-            bars.append(((base, label, shown), entry))
+            bars.append(((base, label, "" if value is None else shown(value)), entry))
     bars += [((REFERENCE_GROUP, entry.label, ""), entry) for entry in comparison.entries]
     points = []
     for (group, label, value), entry in bars:
@@ -410,17 +424,12 @@ def make_comparison(config: Config, name: str, root: Path, pdf: Path, csv: Path,
     target a box over its variants' estimates, each variant's letter beside its point
     (``style: box``); the references as grey bars after them. Writes the numbers as CSV and
     LaTeX; returns the table."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from promptlam.io import atomic_output
 
+    plt = _pyplot()
     comparison = config.figures.comparisons[name]
     table = comparison_table(config, name, root)
-    with atomic_output(csv) as tmp:
-        table.to_csv(tmp, index=False)
+    _write_csv(table, csv)
     with atomic_output(tex) as tmp:
         tmp.write_text(comparison_latex(table))
     panels = [(metric, "") for metric in comparison.probes]
@@ -466,8 +475,7 @@ def make_comparison(config: Config, name: str, root: Path, pdf: Path, csv: Path,
         ax.set_ylim(bottom=0)
         _panel_labels(ax, metric, background)
     if letters:
-        legend = [f"{key}: {value if isinstance(value, str) else json.dumps(value)}"
-                  for key, value in zip(letters, comparison.values)]
+        legend = [f"{key}: {shown(value)}" for key, value in zip(letters, comparison.values)]
         handles = [plt.Line2D([], [], marker="s", linestyle="", color=colours[key]) for key in letters]
         long = max(map(len, legend)) > 30
         fig.legend(handles, legend, loc="upper center", ncol=1 if long else len(letters), fontsize=7, frameon=False,
@@ -538,17 +546,11 @@ def probe_summary(runs):
 def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
     """The LAM science at a glance: relative held-out probe MSE of each run variant (bars: mean
     over seeds, whiskers: 95% t-interval), one row of panels per horizon, one panel per quantity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from promptlam.io import atomic_output
-
+    plt = _pyplot()
     summary, _ = lam_probe_table(config, root)
-    with atomic_output(csv) as tmp:
-        summary.to_csv(tmp, index=False)
+    _write_csv(summary, csv)
     summary = summary.assign(run=summary.method + " / " + summary.target + " / " + summary.formulation
                              + " / ld" + summary.latent_dim.astype(str))
     horizons = sorted(set(summary.horizon))
@@ -573,16 +575,9 @@ def make_lam_probes(config: Config, root: Path, pdf: Path, csv: Path):
             ax.set_xticklabels(runs, rotation=35, ha="right", fontsize=7)
             ax.set_title(f"{quantity}, horizon {horizon}")
             ax.set_ylabel("held-out probe MSE / variance")
-    legend = {}
-    for ax in axes.flat:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(name, handle)
-    fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=min(len(legend), 5), fontsize=8,
-               frameon=False)
+    _figure_legend(fig, axes.flat, columns=5)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    with atomic_output(pdf) as tmp:
-        fig.savefig(tmp, format="pdf")
-    plt.close(fig)
+    _save_figure(fig, pdf)
     return summary
 
 
@@ -645,17 +640,10 @@ def transfer_table(config: Config, root: Path):
 def make_transfer(config: Config, root: Path, pdf: Path, csv: Path):
     """Write the screening-transfer figure: each bar's probe on the screening subset against all
     the data (95% t-intervals over seeds), and the rank correlations with their intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from promptlam.io import atomic_output
-
+    plt = _pyplot()
     transfer = config.figures.screening_transfer
     table = transfer_table(config, root)
-    with atomic_output(csv) as tmp:
-        table.to_csv(tmp, index=False)
+    _write_csv(table, csv)
     screen = f"screen{transfer.trajectories}"
     probes = table[table.statistic == transfer.metric]
     full = probes[probes.data == "full"].set_index(["group", "label"])

@@ -87,8 +87,6 @@ def interval_estimates(scores: np.ndarray, reps: int, seed: int,
     that is the honest answer (no seed-to-seed information), not an error. The same ``seed``
     always gives the same numbers.
     """
-    from rliable import library
-
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.size == 0:
         raise ValueError(f"scores must be a non-empty [runs, tasks] matrix, got shape {scores.shape}")
@@ -99,13 +97,7 @@ def interval_estimates(scores: np.ndarray, reps: int, seed: int,
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
-    with _global_numpy_seed(seed), warnings.catch_warnings():
-        # arch deprecates random_state in favour of `seed`; rliable 1.2.0 only knows random_state.
-        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-        points, intervals = library.get_interval_estimates(
-            {"scores": scores}, _iqm_and_mean, reps=reps, confidence_interval_size=confidence,
-            random_state=np.random.RandomState(seed))
-    (iqm, mean), ci = points["scores"], intervals["scores"]
+    (iqm, mean), ci = _rliable_intervals(scores, _iqm_and_mean, reps, seed, confidence)
     return {
         "iqm": float(iqm), "iqm_low": float(ci[0, 0]), "iqm_high": float(ci[1, 0]),
         "mean": float(mean), "mean_low": float(ci[0, 1]), "mean_high": float(ci[1, 1]),
@@ -118,15 +110,23 @@ def iqm_difference(a: np.ndarray, b: np.ndarray, reps: int, seed: int,
                    confidence: float = 0.95) -> tuple[float, float, float]:
     """IQM(a) - IQM(b) of two ``[runs, tasks]`` score matrices from independent runs, with a
     percentile CI from rliable's stratified bootstrap of each (runs resampled per task)."""
+    point, ci = _rliable_intervals([np.asarray(a, dtype=float), np.asarray(b, dtype=float)],
+                                   lambda x, y: np.array([aggregate_iqm(x) - aggregate_iqm(y)]), reps, seed, confidence)
+    return float(point[0]), float(ci[0, 0]), float(ci[1, 0])
+
+
+def _rliable_intervals(scores, func, reps: int, seed: int, confidence: float):
+    """``rliable.library.get_interval_estimates`` of one score matrix (or a list of independent
+    ones): the point estimates and their [2, k] percentile CIs, the same for the same ``seed``."""
     from rliable import library
 
     with _global_numpy_seed(seed), warnings.catch_warnings():
+        # arch deprecates random_state in favour of `seed`; rliable 1.2.0 only knows random_state.
         warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
         points, intervals = library.get_interval_estimates(
-            {"difference": [np.asarray(a, dtype=float), np.asarray(b, dtype=float)]},
-            lambda x, y: np.array([aggregate_iqm(x) - aggregate_iqm(y)]), reps=reps,
-            confidence_interval_size=confidence, random_state=np.random.RandomState(seed))
-    return float(points["difference"][0]), float(intervals["difference"][0, 0]), float(intervals["difference"][1, 0])
+            {"scores": scores}, func, reps=reps, confidence_interval_size=confidence,
+            random_state=np.random.RandomState(seed))
+    return points["scores"], intervals["scores"]
 
 
 def _check_records(records: pandas.DataFrame) -> None:
