@@ -95,6 +95,11 @@ def _is_molmo(config: Config, target: str) -> bool:
     return getattr(spec, "family", "").startswith("molmo")
 
 
+def _better_apart(a, b, better: str) -> bool:
+    """Whether row ``a``'s interval lies wholly on the better side (`above` or `below`) of ``b``'s."""
+    return a.low > b.high if better == "above" else a.high < b.low
+
+
 def _benchmark_rows(config: Config, root: Path) -> list[dict]:
     name = config.figures.summary.benchmark
     table = _read_comparison(root, name)
@@ -105,17 +110,14 @@ def _benchmark_rows(config: Config, root: Path) -> list[dict]:
         at = targets[(targets.metric == metric) & (targets.background == background)]
         vlms, embeddings = at[at.kind == "vlm"], at[at.kind == "embedding"]
         if len(vlms) and len(embeddings):
-            # a pair is apart when the two intervals do not overlap
-            vlm_better = sum((v.low > e.high) if better == "above" else (v.high < e.low)
-                             for _, v in vlms.iterrows() for _, e in embeddings.iterrows())
-            embedding_better = sum((e.low > v.high) if better == "above" else (e.high < v.low)
-                                   for _, v in vlms.iterrows() for _, e in embeddings.iterrows())
-            pairs = len(vlms) * len(embeddings)
+            pairs = [(v, e) for _, v in vlms.iterrows() for _, e in embeddings.iterrows()]
+            vlm_better = sum(_better_apart(v, e, better) for v, e in pairs)
+            embedding_better = sum(_better_apart(e, v, better) for v, e in pairs)
             agrees = "yes" if vlm_better and not embedding_better else "no" if embedding_better > vlm_better else "unclear"
             rows.append({"claim": "embeddings_worse", "measured": f"{metric}: share of (VLM, embedding) target pairs "
                          f"with the VLM better, intervals apart", "background": background,
-                         "estimate": vlm_better / pairs, "agrees": agrees, "source": source,
-                         "note": f"{pairs} pairs: VLM better apart {vlm_better}, embedding better apart {embedding_better}"})
+                         "estimate": vlm_better / len(pairs), "agrees": agrees, "source": source,
+                         "note": f"{len(pairs)} pairs: VLM better apart {vlm_better}, embedding better apart {embedding_better}"})
         else:
             rows.append({"claim": "embeddings_worse", "measured": metric, "background": background,
                          "agrees": "not assessed", "source": source, "note": "needs vlm and embedding targets"})
@@ -125,8 +127,7 @@ def _benchmark_rows(config: Config, root: Path) -> list[dict]:
                 return rows.loc[rows.estimate.idxmax() if better == "above" else rows.estimate.idxmin()]
 
             ours, theirs = best(at[molmo]), best(at[~molmo])
-            above = ours.low > theirs.high if better == "above" else ours.high < theirs.low
-            below = theirs.low > ours.high if better == "above" else theirs.high < ours.low
+            above, below = _better_apart(ours, theirs, better), _better_apart(theirs, ours, better)
             rows.append({"claim": "molmo_best", "measured": f"{metric}: the best Molmo target",
                          "background": background, "estimate": ours.estimate, "low": ours.low, "high": ours.high,
                          "agrees": "yes" if above else "no" if below else "unclear", "source": source,
