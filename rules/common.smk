@@ -23,6 +23,9 @@ def section_json(*names):
     return config_json(CFG.section(*names))
 
 
+GPU = 1 if CFG.use_gpus else 0
+"""GPUs a training job asks for (resource `gpu`): none when the config says `use_gpus: false`."""
+
 TASKS = list(CFG.tasks)
 TRAIN_ROLLOUTS = expand(ROLLOUTS, split="train", task=TASKS)
 BACKGROUNDS = list(CFG.evaluation.backgrounds)

@@ -17,6 +17,17 @@ SWEEPS = list(CFG.figures.sweeps)
 COMPARISONS = list(CFG.figures.comparisons)
 
 
+def in_report(path, caption, subcategory, kind):
+    """An output the HTML report shows (`snakemake --report`), captioned by report/{caption}.rst."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="Figures",
+        subcategory=subcategory,
+        labels={"file": kind},
+    )
+
+
 def only(names):
     """A wildcard pattern matching exactly ``names`` (and nothing when there are none)."""
     return "|".join(map(re.escape, names)) or "(?!)"
@@ -26,8 +37,8 @@ rule fig1:
     input:
         fig1_inputs(CFG),
     output:
-        pdf=FIGURE_PDF.format(name="fig1"),
-        csv=FIGURE_CSV.format(name="fig1"),
+        pdf=in_report(FIGURE_PDF.format(name="fig1"), "fig1", "fig1", "figure (PDF)"),
+        csv=in_report(FIGURE_CSV.format(name="fig1"), "fig1", "fig1", "numbers (CSV)"),
     params:
         config=lambda wildcards: section_json(
             "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
@@ -46,8 +57,8 @@ rule lam_probes:
     input:
         rules.lam_all.input,
     output:
-        pdf="figures/lam_probes.pdf",
-        csv="tables/lam_probes.csv",
+        pdf=in_report("figures/lam_probes.pdf", "lam_probes", "lam_probes", "figure (PDF)"),
+        csv=in_report("tables/lam_probes.csv", "lam_probes", "lam_probes", "numbers (CSV)"),
     params:
         config=lambda wildcards: section_json("seed", "tasks", "targets", "lam", "screening"),
     log:
@@ -64,8 +75,8 @@ rule sweep:
     input:
         lambda wildcards: sweep_inputs(CFG, wildcards.name),
     output:
-        pdf=FIGURE_PDF,
-        csv=FIGURE_CSV,
+        pdf=in_report(FIGURE_PDF, "sweep", "{name}", "figure (PDF)"),
+        csv=in_report(FIGURE_CSV, "sweep", "{name}", "numbers (CSV)"),
     wildcard_constraints:
         name=only(SWEEPS),
     params:
@@ -86,8 +97,8 @@ rule comparison:
     input:
         lambda wildcards: comparison_inputs(CFG, wildcards.name),
     output:
-        pdf=FIGURE_PDF,
-        csv=FIGURE_CSV,
+        pdf=in_report(FIGURE_PDF, "comparison", "{name}", "figure (PDF)"),
+        csv=in_report(FIGURE_CSV, "comparison", "{name}", "numbers (CSV)"),
         tex=TABLE_TEX,
     wildcard_constraints:
         name=only(COMPARISONS),
@@ -109,8 +120,8 @@ rule summary:
     input:
         summary_inputs(CFG) if SUMMARY else [],
     output:
-        csv=SUMMARY_CSV,
-        txt=SUMMARY_TXT,
+        csv=in_report(SUMMARY_CSV, "summary", "summary", "numbers (CSV)"),
+        txt=in_report(SUMMARY_TXT, "summary", "summary", "text"),
     params:
         config=lambda wildcards: section_json(
             "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
@@ -129,8 +140,8 @@ rule screening_transfer:
     input:
         transfer_inputs(CFG) if TRANSFER else [],
     output:
-        pdf=FIGURE_PDF.format(name="screening_transfer"),
-        csv=FIGURE_CSV.format(name="screening_transfer"),
+        pdf=in_report(FIGURE_PDF.format(name="screening_transfer"), "screening_transfer", "screening_transfer", "figure (PDF)"),
+        csv=in_report(FIGURE_CSV.format(name="screening_transfer"), "screening_transfer", "screening_transfer", "numbers (CSV)"),
     params:
         config=lambda wildcards: section_json(
             "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"

@@ -17,20 +17,21 @@ wildcard_constraints:
     screen=SCREEN_PATTERN,
 
 
-def run_key(wildcards):
+def run_key(wildcards, seed=None):
     return RunKey(
         wildcards.method,
         wildcards.target,
         wildcards.formulation,
         int(wildcards.dim),
-        int(wildcards.seed),
+        int(wildcards.seed) if seed is None else seed,
         screen_trajectories(wildcards.screen),
     )
 
 
 def lam_inputs(wildcards):
     inputs = {"rollouts": TRAIN_ROLLOUTS}
-    targets = run_key(wildcards).target_paths(CFG)
+    # a run's inputs do not depend on its seed (lam_seeds has no seed wildcard)
+    targets = run_key(wildcards, seed=0).target_paths(CFG)
     if targets:
         inputs["targets"] = [str(path) for path in targets]
     return inputs
@@ -41,6 +42,7 @@ def run_section(wildcards, *stages):
     the lam section and the run's target entry (not other targets)."""
     section = CFG.section("seed", "tasks", "lam", *stages)
     section["lam"]["runs"] = []  # the list of runs to train does not change any one run
+    section["lam"].pop("batch_seeds", None)  # nor does which seeds share a process
     target = getattr(wildcards, "target", None)
     if target in CFG.targets:
         section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}
@@ -53,11 +55,12 @@ def screening_arg(wildcards):
     return "" if trajectories is None else f" --screening {trajectories}"
 
 
-def run_args(wildcards):
-    """The CLI arguments that name a LAM run."""
+def run_args(wildcards, seeds=None):
+    """The CLI arguments that name a LAM run (or, with ``seeds``, the runs of those seeds)."""
+    seeds = " ".join(map(str, seeds)) if seeds else wildcards.seed
     return (
         f"--method {wildcards.method} --target {wildcards.target} --formulation {wildcards.formulation}"
-        f" --latent-dim {wildcards.dim} --seed {wildcards.seed}{screening_arg(wildcards)}"
+        f" --latent-dim {wildcards.dim} --seed {seeds}{screening_arg(wildcards)}"
     )
 
 
@@ -82,12 +85,49 @@ rule lam:
     # The longest jobs: started before any policy work so that none is left running alone at the end.
     priority: 1
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=720,
     shell:
         "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
+
+
+# lam.batch_seeds: the runs of those seeds, one job per method/target/formulation/dim
+# (docs/benchmarks.md "Sweep batching"); other seeds keep the one-run jobs above.
+BATCH_SEEDS = CFG.lam.batch_seeds
+if BATCH_SEEDS:
+
+    rule lam_seeds:
+        input:
+            unpack(lam_inputs),
+        output:
+            metrics=expand(f"{LAM_RUN}/metrics.json", seed=BATCH_SEEDS, allow_missing=True),
+            model=expand(f"{LAM_RUN}/model.safetensors", seed=BATCH_SEEDS, allow_missing=True),
+        params:
+            config=run_section,
+            args=lambda wildcards: run_args(wildcards, BATCH_SEEDS),
+            targets=lambda wildcards, input: (
+                f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
+            ),
+            folders=lambda wildcards, output: " ".join(
+                os.path.dirname(path) for path in output.metrics
+            ),
+        log:
+            "logs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/seeds.log",
+        benchmark:
+            "benchmarks{screen}/lam/{method}/{target}/{formulation}/ld{dim}/seeds.tsv"
+        threads: 2
+        priority: 1
+        resources:
+            gpu=GPU,
+            mem_mb=8000,
+            runtime=720 * len(BATCH_SEEDS),
+        shell:
+            "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
+            " --out {params.folders} --config-json {params.config:q} > {log} 2>&1"
+
+    ruleorder: lam_seeds > lam
 
 
 rule lam_all:

@@ -10,9 +10,11 @@
 from promptlam.runs import BC_ACTIONS_RUN, RANDOM_ACTIONS_RUN
 
 
-# Evaluation runs one env per process, as many as the job has cores, and every background split
+# Evaluation runs one env per process, as many as the job has threads, and every background split
 # of `evaluation.backgrounds` in one job (one file each: `evaluations`, rules/common.smk).
-EVAL_THREADS = max(1, min(CFG.evaluation.workers or workflow.cores, workflow.cores))
+# Not sized from --cores: a SLURM run has none (profiles set their own with set-threads, and
+# Snakemake caps a local job's threads at --cores).
+EVAL_THREADS = CFG.evaluation.workers or 8
 
 
 rule bc_latent:
@@ -32,7 +34,7 @@ rule bc_latent:
         "benchmarks{screen}/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=360,
     shell:
@@ -55,7 +57,7 @@ rule bc_actions:
         "benchmarks{screen}/bc/bc-actions/s{seed}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=360,
     shell:

@@ -2,7 +2,13 @@
 # latent action model run that names it. Tiny random models (tests, smoke profile) are built
 # by a rule too, so a smoke run needs nothing from the network.
 
+import functools
+
+from promptlam.errors import UserError
+from promptlam.vlm.cache import check_models_cached
+
 MODEL_KINDS = ("vlm", "embedding")
+CONFIG_HINT = " ".join(f"--config {path}" for path in ["config.yaml", *map(str, workflow.overwrite_configfiles)])
 TINY_MODELS = "models/tiny/"
 
 
@@ -16,7 +22,18 @@ def target_section(name):
     return config_json({"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}})
 
 
+@functools.cache
+def check_model_runnable(name):
+    """Stop in one line, at planning (dry runs too) and before any job, when a target job the
+    run needs has an unpinned hub model or one missing from the local cache (docs/targets.md)."""
+    try:
+        check_models_cached(CFG, [name], config_hint=CONFIG_HINT)
+    except UserError as error:
+        stop(error)
+
+
 def target_inputs(wildcards):
+    check_model_runnable(wildcards.target)
     inputs = {"rollouts": ROLLOUTS.format(split="train", task=wildcards.task)}
     target = CFG.targets[wildcards.target]
     if target.kind in MODEL_KINDS and target.model.startswith(TINY_MODELS):
@@ -25,7 +42,10 @@ def target_inputs(wildcards):
 
 
 def needs_gpu(wildcards):
-    return 1 if CFG.targets[wildcards.target].kind in MODEL_KINDS else 0
+    """Hub models ask for a GPU (when the config uses GPUs); tiny local models never do."""
+    target = CFG.targets[wildcards.target]
+    hub_model = target.kind in MODEL_KINDS and not target.model.startswith(TINY_MODELS)
+    return GPU if hub_model else 0
 
 
 rule tiny_model:

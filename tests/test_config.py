@@ -101,14 +101,26 @@ def test_snakemake_schema_validation_accepts_config_and_rejects_bad_types():
         snakemake_validate({**good, "rollouts": {**good["rollouts"], "action_repeat": "four"}}, schema, set_default=False)
 
 
-def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path):
+@pytest.mark.parametrize("config_text, profile, message", [
+    ("rollouts:\n  action_repeat: -2\n", False, "rollouts.action_repeat: Input should be greater than or equal to 1"),
+    ("tasks: [reach]\n", False, "tasks: unknown task 'reach'"),
+    ("colour: red\n", False, "colour: unknown key"),
+    ("distractors: {source: folder, folder: EMPTY}\n", False, "distractors.folder: no videos in"),
+    ("seed: 1\n", True, "--configfile replaced the profile's own config file profiles/smoke/smoke.yaml"),
+])
+def test_snakemake_stops_before_any_job_in_one_line_naming_the_key(tmp_path, config_text, profile, message):
+    (tmp_path / "empty").mkdir()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rollouts:\n  action_repeat: -2\n")
+    bad.write_text(config_text.replace("EMPTY", str(tmp_path / "empty")))
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(bad)],
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--cores", "1",
+         "--directory", str(tmp_path), "--configfile", str(bad),
+         *(["--profile", str(REPO / "profiles/smoke")] if profile else [])],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode != 0
-    assert "action_repeat" in run.stdout + run.stderr
+    errors = [line for line in run.stderr.strip().splitlines() if not line.startswith("Using profile")]  # Snakemake's
+    assert len(errors) == 1 and errors[0].startswith("promptlam: error: ") and message in errors[0], run.stderr[-2000:]
+    if not profile:
+        assert str(bad) in errors[0] or "distractors" in errors[0]  # the file, or the folder, is named
     assert not (tmp_path / "data").exists()

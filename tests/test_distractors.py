@@ -86,3 +86,11 @@ def test_bad_video_folders_fail_with_one_line(tmp_path):
     _write_frames(tmp_path / "one" / "only", 2)
     with pytest.raises(VideoSourceError, match="leaves no videos for the train split"):
         discover_folder_videos(tmp_path / "one", 0.3)
+    fake = tmp_path / "fake"
+    for video in ("a", "b", "c"):
+        (fake / video).mkdir(parents=True)
+        (fake / video / "00000.jpg").write_text("not an image")
+    with pytest.raises(VideoSourceError, match=r"00000.jpg: cannot read image \(.*\); expected a frame") as error:
+        bank = make_video_bank(DistractorConfig(source="folder", folder=str(fake)), "train", 8, 0)
+        bank.frames(bank.names[0])
+    assert "\n" not in str(error.value) and "pip install" not in str(error.value)

@@ -65,6 +65,23 @@ def test_true_action_policy_fits_its_batches_better_with_training(tmp_path, roll
     assert longer["final_loss"] < short["curve"][0]["loss"]
 
 
+def test_a_killed_bc_job_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, rollout_path):
+    from safetensors.torch import load_file
+
+    config = small_config(bc={"steps": 12, "log_every": 2, "checkpoint_every": 4, "augment": True})
+    whole = train_policy(config, PolicyKey(0), [rollout_path], tmp_path / "whole", TASKS, progress=False)
+    killed = tmp_path / "killed"
+    assert train_policy(config, PolicyKey(0), [rollout_path], killed, TASKS, progress=False, stop_after=6) is None
+    assert (killed / "checkpoint.pt").exists() and not (killed / "policy.safetensors").exists()  # step 4 saved
+    resumed = train_policy(config, PolicyKey(0), [rollout_path], killed, TASKS, progress=False)
+    assert resumed["curve"] == whole["curve"]
+    before, after = load_file(tmp_path / "whole/policy.safetensors"), load_file(killed / "policy.safetensors")
+    assert all(before[name].equal(after[name]) for name in before)
+    with pytest.raises(UserError, match=r"config.bc.learning_rate differs"):  # a checkpoint of another config
+        train_policy(small_config(bc={"steps": 12, "checkpoint_every": 4, "augment": True, "learning_rate": 1.0}), PolicyKey(0),
+                     [rollout_path], killed, TASKS, progress=False)
+
+
 def test_transitions_are_labelled_once_by_the_frozen_idm(trained, rollout_path):
     """Each transition's label is the IDM's latent of (o_t, o_{t+1}), at the transition's flat
     index, the index a BC batch carries."""

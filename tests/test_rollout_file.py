@@ -31,6 +31,31 @@ def test_truncated_file(tmp_path, rollout_path):
     assert str(truncated) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_bytes_changed_in_place_are_caught_by_the_checksums_in_one_line(tmp_path, rollout_path):
+    from promptlam.cli import main
+
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(rollout_path, damaged)
+    with h5py.File(damaged, "r") as f:
+        dataset = f["frames/distracted"]
+        assert dataset.fletcher32
+        chunk = dataset.id.get_chunk_info(0)
+    with open(damaged, "r+b") as f:  # flip bytes inside the first chunk of frames, as a bad disk would
+        f.seek(chunk.byte_offset + chunk.size // 2)
+        original = f.read(8)
+        f.seek(chunk.byte_offset + chunk.size // 2)
+        f.write(bytes(b ^ 0xFF for b in original))
+    with RolloutFile(damaged) as rollouts:  # the structure is intact: it opens
+        with pytest.raises(DataFileError, match="dataset 'frames/distracted' cannot be read") as error:
+            rollouts["frames/distracted"][0:4]
+        with pytest.raises(DataFileError):
+            rollouts.trajectory(0)
+        np.asarray(rollouts["state"])  # other datasets still read
+    assert str(damaged) in str(error.value) and "\n" not in str(error.value)
+    assert main(["rollouts", "inspect", str(damaged)]) == 2
+    assert main(["rollouts", "inspect", str(rollout_path)]) == 0
+
+
 def test_foreign_h5(tmp_path):
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:

@@ -193,3 +193,46 @@ def test_every_comparison_and_the_summary_are_built_with_the_rows_their_config_i
     assert set(summary.agrees) <= {"yes", "no", "unclear", "not assessed"}
     text = (smoke_run / "tables/summary.txt").read_text()
     assert text.startswith("The paper's claims") and text in (smoke_run / "snakemake-output.txt").read_text()
+
+
+def test_batch_seeds_train_a_runs_seeds_in_one_job_with_the_same_weights(smoke_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    workdir = tmp_path / "batched"
+    shutil.copytree(smoke_run, workdir, symlinks=True)  # a copy: the other tests read smoke_run as built
+    run = "runs/lam/lapo-clean/clean/absolute/ld16"
+    (workdir / f"{run}/s0/checkpoint.pt").unlink()  # seed 0 is trained again, from its first step
+    batched = tmp_path / "batched.yaml"
+    batched.write_text("lam:\n  batch_seeds: [0, 1]\n")
+    # (--configfile replaces the profile's config file: both are named)
+    result = snakemake(workdir, f"{run}/s1/metrics.json",
+                       "--configfile", str(REPO / "profiles/smoke/smoke.yaml"), str(batched))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "rule lam_seeds:" in output and "rule lam:" not in output  # one job, both seeds
+    assert "--seed 0 1" in output
+    assert (workdir / "logs/lam/lapo-clean/clean/absolute/ld16/seeds.log").exists()
+    assert (workdir / f"{run}/s1/model.safetensors").exists()
+    before, after = (load_file(root / f"{run}/s0/model.safetensors") for root in (smoke_run, workdir))
+    assert before.keys() == after.keys()
+    assert all(before[key].equal(after[key]) for key in before)
+
+
+def test_the_report_holds_every_figure_with_its_caption_and_numbers(smoke_run):
+    import html
+    import re
+
+    config = load_config([REPO / "config.yaml", REPO / "profiles/smoke/smoke.yaml"])
+    run = snakemake(smoke_run, "--report", "report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = html.unescape((smoke_run / "report.html").read_text())
+    names = ["fig1", "lam_probes", *config.figures.sweeps, *config.figures.comparisons, "screening_transfer"]
+    for name in names:
+        assert re.search(rf"figures/{re.escape(name)}\.pdf", report), name
+    assert "tables/summary.csv" in report and "figures/fig1.csv" in report  # the numbers beside the figures
+    # each caption rendered (report/*.rst), with the figure's config entry as a literal block
+    assert re.search(r"Comparison <tt[^>]*><span[^>]*>smoke-benchmark</span></tt>: targets", report)
+    assert re.search(r'literal-block[^{]*\{[^"]*"bootstrap_reps": 1000', report)
+    assert "The paper's stated claims beside this run's measurements" in report

@@ -89,6 +89,7 @@ def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
 
     for path in args.files:
         with RolloutFile(path) as f:
+            f.verify()  # every chunk's checksum: damaged bytes fail here, in one line
             table = f.trajectories
             gripper = f["gripper_px"][()]
             motion = []
@@ -129,11 +130,32 @@ def cmd_targets_tiny_model(args: argparse.Namespace) -> None:
     print(f"{args.out}: tiny random {args.family} model")
 
 
+def cmd_models(args: argparse.Namespace) -> None:
+    """`models download`: fetch the targets' hub models at their pinned revisions (network);
+    `models check`: fail in one line when one is not in the local cache (no network)."""
+    from promptlam.vlm.cache import check_models_cached, download_models
+
+    config, targets = _config(args), args.target or None
+    if args.command == "check":
+        check_models_cached(config, targets, config_hint=" ".join(f"--config {path}" for path in args.config))
+        print("every hub model of the targets is in the local Hugging Face cache")
+        return
+    for pin, commit in download_models(config, targets, dry_run=args.dry_run):
+        if args.dry_run:
+            print(pin.hf_command())
+        elif pin.revision:
+            print(f"{pin.model} at {commit}: cached (targets {', '.join(pin.targets)})")
+        else:
+            print(f"{pin.model}: not pinned, downloaded main = {commit}; set `revision: {commit}` in targets "
+                  f"{', '.join(pin.targets)} (jobs load pinned models only)")
+
+
 def cmd_targets_inspect(args: argparse.Namespace) -> None:
     from promptlam.data.target_file import TargetFile
 
     for path in args.files:
         with TargetFile(path) as f:
+            f.verify()
             attrs = f.attrs
             mean, std = f.moments().mean_std()
             print(json.dumps({
@@ -151,6 +173,8 @@ def _run_key(args: argparse.Namespace, config):
 
     if args.target is None or args.latent_dim is None:
         raise UserError("--target and --latent-dim name the LAM run")
+    if args.latent_dim < 1:
+        raise UserError(f"--latent-dim: {args.latent_dim}; a latent action needs at least 1 dimension")
     try:
         config.check_run("--method/--target/--formulation", args.method, args.target, args.formulation)
     except ValueError as exc:
@@ -176,16 +200,16 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
 
     config = _config(args)
     seeds = list(dict.fromkeys(args.seed))
-    if args.out and len(seeds) > 1:
-        raise UserError("--out names one run's folder: with several --seed values, the runs go under --root")
+    if args.out and len(args.out) != len(seeds):
+        raise UserError(f"--out: expected one run folder per --seed ({len(seeds)}), got {len(args.out)}")
     runs = [_run_key(argparse.Namespace(**{**vars(args), "seed": seed}), config) for seed in seeds]
     root, tasks = Path(args.root), list(config.tasks)
     rollouts = _paths(args.rollouts, rollout_paths(config, "train", root), "--rollouts", tasks)
     default_targets = runs[0].target_paths(config, root)
     targets = _paths(args.targets, default_targets, "--targets", tasks) if default_targets else [None] * len(tasks)
     # several seeds: one after another in this process, sharing its start-up (bench/sweep_batching.py)
-    for run in runs:
-        out = Path(args.out or root / run.path)
+    for i, run in enumerate(runs):
+        out = Path(args.out[i] if args.out else root / run.path)
         metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks,
                             workers=args.workers)
         if metrics.get("heldout_probe"):
@@ -345,15 +369,36 @@ def cmd_figures_lam_probes(args: argparse.Namespace) -> None:
     print(f"{args.pdf}, {args.csv}: held-out probes of {len(config.lam.runs)} run specs")
 
 
+# ---------------------------------------------------------------------------------------- plan
+def cmd_plan(args: argparse.Namespace) -> None:
+    from promptlam.plan import figure_names, format_plan, plan_table
+
+    config = _config(args)
+    config.check_figures()
+    known = figure_names(config)
+    unknown = [name for name in args.figures if name not in known]
+    if unknown:
+        raise UserError(f"plan: no figure {', '.join(unknown)} in this config (figures: {', '.join(known)})")
+    rows = plan_table(config, args.figures or None)
+    if args.csv:
+        import pandas as pd
+
+        from promptlam.io import atomic_output
+
+        with atomic_output(args.csv) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    print(format_plan(rows))
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlam", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True)
 
     def command(stage: argparse._SubParsersAction, name: str, handler: Callable, help: str,
-                config: bool = False) -> argparse.ArgumentParser:
+                config: bool = False, gpu: bool = False) -> argparse.ArgumentParser:
         sub = stage.add_parser(name, help=help, description=help)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, gpu=gpu)
         if config:
             _add_config_args(sub)
         return sub
@@ -381,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("files", nargs="+")
 
     targets = stages.add_parser("targets", help="forward-model targets (VLM representations, ...)").add_subparsers(dest="command", required=True)
-    sub = command(targets, "compute", cmd_targets_compute, "compute a named target for one task's rollout file", config=True)
+    sub = command(targets, "compute", cmd_targets_compute, "compute a named target for one task's rollout file",
+                  config=True, gpu=True)
     sub.add_argument("--target", required=True, help="name of an entry of the config's targets")
     sub.add_argument("--task", required=True)
     sub.add_argument("--rollouts", required=True, help="rollout file (.h5) of the task")
@@ -392,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="folder to write")
     sub = command(targets, "inspect", cmd_targets_inspect, "print a summary of target files")
     sub.add_argument("files", nargs="+")
+    models = stages.add_parser("models", help="the targets' hub models: download ahead, check the cache").add_subparsers(dest="command", required=True)
+    for name, help in (("download", "download the hub models of the targets at their pinned revisions (needs internet)"),
+                       ("check", "fail in one line if a hub model of the targets is not in the local cache (no network)")):
+        sub = command(models, name, cmd_models, help, config=True)
+        sub.add_argument("--target", action="append", metavar="NAME", help="only this target's model (repeatable; default: all)")
+        if name == "download":
+            sub.add_argument("--dry-run", action="store_true", help="print the `hf download` commands instead")
 
     from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
 
@@ -412,15 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--rollouts", nargs="+", metavar="H5", help="train rollout files, one per task (default: under --root)")
 
     lam = stages.add_parser("lam", help="latent action models").add_subparsers(dest="command", required=True)
-    sub = command(lam, "train", cmd_lam_train, "train (or resume) one latent action model run and probe it", config=True)
+    sub = command(lam, "train", cmd_lam_train, "train (or resume) one latent action model run and probe it",
+                  config=True, gpu=True)
     run_args(sub, tuple(METHODS), required=True, seeds=True)
     sub.add_argument("--targets", nargs="+", metavar="H5", help="vector target files, one per task (default: under --root)")
-    sub.add_argument("--out", help="run folder (default: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed} under --root)")
+    sub.add_argument("--out", nargs="+",
+                     help="run folder, one per --seed (default: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed} under --root)")
     sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
 
     policy = stages.add_parser("policy", help="behaviour cloning, action decoders, online evaluation").add_subparsers(dest="command", required=True)
     policy_methods = (*METHODS, BC_ACTIONS)
-    sub = command(policy, "bc", cmd_policy_bc, "behaviour-clone a LAM's latent actions (or the true actions)", config=True)
+    sub = command(policy, "bc", cmd_policy_bc, "behaviour-clone a LAM's latent actions (or the true actions)",
+                  config=True, gpu=True)
     run_args(sub, policy_methods, required=False)
     sub.add_argument("--lam", help="the LAM run's folder (default: under --root)")
     sub.add_argument("--out", help="folder to write (default: runs/lam/.../bc or runs/bc-actions/s{seed} under --root)")
@@ -450,6 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", nargs="+", help="files to write, one per background "
                                               "(default: runs/random-actions/eval-{background}.json under --root)")
     sub.add_argument("--workers", type=int, help="parallel env processes (default: evaluation.workers)")
+
+    sub = stages.add_parser("plan", help="what each figure needs and costs, before launching (estimates marked)",
+                            description="Work per figure (target jobs, frames, LAM runs, BC policies, decoders, "
+                                        "evaluation episodes) counted from the config, and estimated hours.")
+    sub.set_defaults(handler=cmd_plan, gpu=False)
+    _add_config_args(sub)
+    sub.add_argument("figures", nargs="*", help="figures to plan (default: every figure of the config)")
+    sub.add_argument("--csv", help="also write the table here")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
 
@@ -490,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.gpu:  # one GPU of the machine's pool per process (promptlam.devices)
+            from promptlam.devices import claim_gpu
+
+            claim_gpu()
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)

@@ -432,7 +432,7 @@ class LamRunSpec(Section):
 class LamConfig(Section):
     """Latent action models: inverse dynamics (IDM) + forward dynamics (FDM), and their probes."""
 
-    added_later: ClassVar[tuple[str, ...]] = ("transformer_layers", "transformer_heads", "patch_size")
+    added_later: ClassVar[tuple[str, ...]] = ("transformer_layers", "transformer_heads", "patch_size", "batch_seeds")
 
     @model_validator(mode="after")
     def _heads_divide_the_width(self) -> LamConfig:
@@ -514,11 +514,26 @@ class LamConfig(Section):
     runs: list[LamRunSpec] = Field(default_factory=list)
     """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}/."""
 
+    batch_seeds: list[int] = Field(default_factory=list)
+    """Seeds the workflow trains together, one process per group: a run with one of these seeds is
+    trained in one job with its siblings of the other seeds (same method, target, formulation and
+    latent dim), sharing the process start-up (docs/benchmarks.md "Sweep batching"). The siblings are trained even if no figure asks for them. Empty: one job per run.
+    Weights are identical either way. **[ours]**"""
+
+    @field_validator("batch_seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"batch_seeds: {seeds} repeats a seed")
+        return sorted(seeds)
+
 
 # --------------------------------------------------------------------------------- downstream
 class BcConfig(Section):
     """Behaviour cloning: a policy from the frame stack o_t (and the task) to the frozen IDM's
     latent action of (o_t, o_{t+1}); the same network, predicting true actions, is the BC reference."""
+
+    added_later: ClassVar[tuple[str, ...]] = ("checkpoint_every",)
 
     encoder_channels: list[int] = Field(default_factory=lambda: [16, 32, 32], min_length=1)
     """Channels of the policy's IMPALA-style encoder stages. **[ours]** the LAM's default."""
@@ -547,6 +562,10 @@ class BcConfig(Section):
 
     log_every: int = Field(100, ge=1)
     """Steps between points of the loss curve in metrics.json."""
+
+    checkpoint_every: int = Field(1000, ge=1)
+    """Steps between checkpoints (policy, optimiser, scheduler, step, loss curve): a killed job
+    resumes where its last checkpoint left it, with the numbers of an uninterrupted run."""
 
 
 class DecoderConfig(Section):
@@ -581,7 +600,9 @@ class EvaluationConfig(Section):
     """Steps per episode; null: the data's `rollouts.episode.max_steps`."""
 
     workers: int = Field(0, ge=0)
-    """Parallel processes, one rendering env each; 0: one per CPU core the job was given."""
+    """Parallel processes, one rendering env each; 0: in the workflow 8 per job (a profile's
+    `set-threads` may say otherwise; a local run caps them at `--cores`), on the command line one
+    per CPU core."""
 
     videos: int = Field(1, ge=0)
     """Episodes per task saved as GIF under the run's videos/ folder, for a person to watch."""
@@ -952,6 +973,12 @@ class Config(Section):
     many train trajectories in all, the first of each task, split evenly over the tasks, instead
     of all of them; probes are measured as for full runs. Runs live under `runs/screen{N}/`.
     **[paper]** screening runs used 64 (`--config screening=64`)."""
+
+    use_gpus: bool = True
+    """Jobs that profit from a GPU (targets of hub models, LAM and BC training) ask the executor
+    for one (Snakemake resource `gpu: 1`: a GPU partition on SLURM, one device of the pool on one
+    machine); false: no job asks, for a machine or cluster without GPUs. Targets of tiny local
+    models never ask. Changes no result, only where jobs run."""
 
     @field_validator("targets")
     @classmethod

@@ -29,10 +29,19 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     tmp.unlink(missing_ok=True)
     try:
         yield tmp
+        # some writers (safetensors) create files readable by their owner only: give every
+        # artifact the mode of an ordinary file, so collaborators on a shared filesystem can read it
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager

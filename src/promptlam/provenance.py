@@ -1,19 +1,17 @@
-"""What made an artifact: package versions and the git commit, stored beside its config."""
+"""What made an artifact: every installed distribution, the interpreter and the git commit,
+stored beside its config."""
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import promptlam
-
-TRACKED_PACKAGES = (
-    "numpy", "h5py", "mujoco", "metaworld", "gymnasium", "torch", "transformers", "accelerate",
-    "bitsandbytes",
-)
 
 
 @functools.cache
@@ -30,15 +28,17 @@ def git_commit() -> str:
         return "unknown"
 
 
-def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
-    """Installed versions of ``names``; packages that are not installed are left out."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+@functools.cache
+def installed_distributions() -> dict[str, str]:
+    """``name -> version`` of every distribution importable here (names normalized as in PEP 503,
+    sorted). Where two copies of one distribution are on ``sys.path``, the first (the one Python
+    imports) wins. Machines with the same lock give the same mapping."""
+    versions: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    return dict(sorted(versions.items()))
 
 
 def provenance() -> dict[str, Any]:
@@ -46,5 +46,6 @@ def provenance() -> dict[str, Any]:
     return {
         "promptlam_version": promptlam.__version__,
         "git_commit": git_commit(),
-        "packages": package_versions(),
+        "python": platform.python_version(),
+        "packages": dict(installed_distributions()),  # a copy: callers may add to the record
     }

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from promptlam.config import Config, StorageConfig, validate_config
-from promptlam.data.h5file import AtomicH5Writer, CheckedH5File
+from promptlam.data.h5file import CHECKSUMS, AtomicH5Writer, CheckedDataset, CheckedH5File
 from promptlam.tasks import ACTION_DIM, STATE_DIM
 
 FORMAT = "promptlam.rollouts"
@@ -94,7 +94,7 @@ class RolloutWriter(AtomicH5Writer):
             chunk_rows = self.storage.chunk_frames if is_frame else 1024
             self.file.create_dataset(
                 name, shape=(0, *field.shape), maxshape=(None, *field.shape), dtype=field.dtype,
-                chunks=(chunk_rows, *field.shape), compression=compression if is_frame else None,
+                chunks=(chunk_rows, *field.shape), compression=compression if is_frame else None, **CHECKSUMS,
             )
 
     def append(self, rows: dict[str, np.ndarray], trajectory: dict[str, Any]) -> None:
@@ -189,9 +189,9 @@ class RolloutFile(CheckedH5File):
         return len(self.trajectories["start"])
 
     # -------------------------------------------------------------------------------------- data
-    def __getitem__(self, name: str) -> h5py.Dataset:
+    def __getitem__(self, name: str) -> CheckedDataset:
         """A per-frame dataset, e.g. ``f["frames/distracted"][rows]`` (read from disk on access)."""
-        return self.file[name]
+        return self.dataset(name)
 
     def rows(self, trajectory: int) -> slice:
         """The row slice of trajectory ``trajectory``."""
@@ -202,4 +202,4 @@ class RolloutFile(CheckedH5File):
         """All (or the named) per-frame fields of one trajectory, read into memory."""
         names = fields or tuple(row_fields(self.resolution))
         rows = self.rows(index)
-        return {name: self.file[name][rows] for name in names}
+        return {name: self[name][rows] for name in names}

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from promptlam.data.h5file import AtomicH5Writer, CheckedH5File
+from promptlam.data.h5file import CHECKSUMS, AtomicH5Writer, CheckedH5File
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.io import temporary_path
 
@@ -69,7 +69,7 @@ class TargetWriter(AtomicH5Writer):
     def _create(self) -> None:
         chunk = max(1, min(self.n_frames, 256))
         self.file.create_dataset("targets", shape=(self.n_frames, *self.frame_shape), dtype=np.float16,
-                                 chunks=(chunk, *self.frame_shape))
+                                 chunks=(chunk, *self.frame_shape), **CHECKSUMS)
 
     def write(self, start: int, values: np.ndarray) -> None:
         stored = values.astype(np.float16)
@@ -124,7 +124,7 @@ class TargetFile(CheckedH5File):
     def _check(self) -> None:
         attrs, rollouts = self.file.attrs, self._rollouts
         try:
-            self.targets = self.file["targets"]
+            self.targets = self.dataset("targets")
         except KeyError:
             raise self._fail("its linked frames are missing (was the rollout file moved?)") from None
         if self.targets.shape[0] != int(attrs["n_frames"]):

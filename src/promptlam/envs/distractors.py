@@ -126,7 +126,13 @@ def _read_frames(path: Path, size: int) -> np.ndarray:
 
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        images = [iio.imread(p) for p in files]
+        images = []
+        for file in files:
+            try:
+                images.append(iio.imread(file))
+            except Exception as exc:  # imageio's errors for a file that is not an image suggest plugins
+                raise VideoSourceError(f"{file}: cannot read image ({type(exc).__name__}); expected a "
+                                       f"frame of the video folder {path}") from None
     else:
         try:
             images = list(iio.imiter(path))

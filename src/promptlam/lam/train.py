@@ -13,13 +13,13 @@ point and started again ends with the numbers of an uninterrupted run (on a CPU)
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from promptlam.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from promptlam.config import Config
 from promptlam.errors import UserError
 from promptlam.io import atomic_output, progress_bar
@@ -27,7 +27,7 @@ from promptlam.lam.augment import augment
 from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, screening_subsets, split_trajectories
 from promptlam.lam.models import LatentActionModel
 from promptlam.lam.probe import heldout_probes, transition_features
-from promptlam.runs import RunKey, check_record, load_checked_weights, run_record, save_weights
+from promptlam.runs import RunKey, load_checked_weights, run_record, save_weights
 from promptlam.seeding import derive_seed
 
 FRAME_STACK_KEYS = ("obs", "future", "next_obs", "target_obs")
@@ -59,18 +59,6 @@ def build_model(config: Config, run: RunKey, data: TransitionData, seed_key: str
     return LatentActionModel(config.lam, run.method, run.latent_dim, data.frame_size, target_dim, run.formulation)
 
 
-def _load_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        stored = json.loads(checkpoint["record"])
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(f"{path}: corrupt checkpoint ({type(exc).__name__}); delete it to train from the start") from None
-    check_record(path, stored, record, "delete the run folder to train it anew")
-    return checkpoint
-
-
 def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str | Path, tasks: list[str],
               progress: bool = True, workers: int = 0, stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` on ``files`` into ``out_dir``; returns the final metrics.
@@ -93,8 +81,8 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay)
     probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, lam.steps, lam.warmup_fraction))
-    checkpoint_path = out / "checkpoint.pt"
-    checkpoint = _load_checkpoint(checkpoint_path, record)
+    checkpoint_path = out / CHECKPOINT_FILE
+    checkpoint = load_checkpoint(checkpoint_path, record, "delete the run folder to train it anew")
     step, running = 0, {"loss": 0.0, "fdm_loss": 0.0, "probe_mse": 0.0, "count": 0}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -239,13 +227,11 @@ def _final_losses(path: Path) -> dict[str, float]:
 
 def _save_checkpoint(path: Path, accelerator: Any, model: Any, probe: Any, optimizer: Any, probe_optimizer: Any,
                      scheduler: Any, step: int, running: dict[str, float], record: dict[str, Any]) -> None:
-    state = {
+    save_checkpoint(path, {
         "model": accelerator.unwrap_model(model).state_dict(), "probe": accelerator.unwrap_model(probe).state_dict(),
         "optimizer": optimizer.state_dict(), "probe_optimizer": probe_optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "step": step, "running": running, "record": json.dumps(record),
-    }
-    with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+        "scheduler": scheduler.state_dict(), "step": step, "running": running,
+    }, record)
 
 
 def heldout_summary(metrics: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from promptlam.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from promptlam.config import Config
 from promptlam.data.labelled import LabelledSubset
 from promptlam.data.rollout_file import RolloutFile
@@ -43,10 +44,15 @@ def _accelerator():
 
 
 def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: str | Path, tasks: list[str],
-                 lam_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                 lam_dir: str | Path | None = None, progress: bool = True,
+                 stop_after: int | None = None) -> dict[str, Any] | None:
     """Behaviour-clone the LAM's latents (or the true actions) from all train trajectories (a
-    screening policy: from its subset, ``promptlam.lam.data.screening_subsets``)."""
+    screening policy: from its subset, ``promptlam.lam.data.screening_subsets``). Resumes from
+    the folder's checkpoint (every ``bc.checkpoint_every`` steps); ``stop_after`` ends this
+    process after that many steps without finishing (as a kill would: the resume test), and
+    returns None."""
     bc, out = config.bc, Path(out_dir)
+    record = policy_record(config, key, tasks)
     if (key.lam is None) != (lam_dir is None):
         raise ValueError("a latent policy needs its LAM folder; the true-action policy none")
     files = [TaskFiles(Path(p)) for p in rollouts]
@@ -65,12 +71,24 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
     policy = Policy(bc, config.lam.frame_stack, data.frame_size, len(tasks), key.out_dim)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=bc.learning_rate, weight_decay=bc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, bc.steps, bc.warmup_fraction))
+    checkpoint_path = out / CHECKPOINT_FILE
+    checkpoint = load_checkpoint(checkpoint_path, record, "delete the policy folder to train it anew")
+    first, rows, running = 0, [], []
+    if checkpoint is not None:
+        policy.load_state_dict(checkpoint["policy"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        first, rows, running = int(checkpoint["step"]), list(checkpoint["rows"]), list(checkpoint["running"])
     policy, optimizer = accelerator.prepare(policy, optimizer)
-    batches = torch.utils.data.DataLoader(StepBatches(data, key.seed, 0, bc.steps, bc.batch_size, stream="bc-batch"),
-                                          batch_size=None)
-    rows, running, began = [], [], time.perf_counter()
-    bar = progress_bar(bc.steps, key.path, "step", progress)
-    for step, batch in enumerate(batches):
+    batches = torch.utils.data.DataLoader(
+        StepBatches(data, key.seed, first, bc.steps, bc.batch_size, stream="bc-batch"), batch_size=None)
+    began = time.perf_counter()
+    bar = progress_bar(bc.steps, key.path, "step", progress, initial=first)
+    for step, batch in enumerate(batches, start=first):
+        if stop_after is not None and step - first >= stop_after:
+            bar.close()
+            data.close()
+            return None
         obs, task = batch["obs"], batch["task"].to(device)
         label = labels[batch["index"]] if labels is not None else batch["action"]
         if bc.augment:
@@ -87,6 +105,11 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
             rows.append({"step": step + 1, "loss": float(np.mean(running))})
             bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}", refresh=False)
             running = []
+        if (step + 1) % bc.checkpoint_every == 0 or step + 1 == bc.steps:
+            save_checkpoint(checkpoint_path, {
+                "policy": accelerator.unwrap_model(policy).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step + 1, "rows": rows, "running": running,
+            }, record)
     bar.close()
     metrics = {"steps": bc.steps, "final_loss": rows[-1]["loss"], "curve": rows,
                "train_seconds": round(time.perf_counter() - began, 2)}
@@ -95,7 +118,7 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
         metrics["label_variance"] = float(labels.var(dim=0, unbiased=False).mean())
         metrics["label_seconds"] = round(label_seconds, 2)
     data.close()
-    save_weights(out, "policy.safetensors", accelerator.unwrap_model(policy), policy_record(config, key, tasks), metrics)
+    save_weights(out, "policy.safetensors", accelerator.unwrap_model(policy), record, metrics)
     return metrics
 
 
