@@ -33,4 +33,7 @@ BACKGROUNDS = list(CFG.evaluation.backgrounds)
 
 def evaluations(folder):
     """The evaluation files of a policy folder (a path with wildcards), one per background split."""
-    return [f"{folder}/{EVAL_FILE.format(background=background)}" for background in BACKGROUNDS]
+    return [
+        f"{folder}/{EVAL_FILE.format(background=background)}"
+        for background in BACKGROUNDS
+    ]

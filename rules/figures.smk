@@ -2,13 +2,21 @@
 
 import re
 
-from promptlam.figures import comparison_inputs, fig1_inputs, sweep_inputs, transfer_inputs
+from promptlam.figures import (
+    comparison_inputs,
+    fig1_inputs,
+    sweep_inputs,
+    transfer_inputs,
+)
 from promptlam.runs import FIGURE_CSV, FIGURE_PDF, SUMMARY_CSV, SUMMARY_TXT, TABLE_TEX
 from promptlam.summary import summary_inputs
 
 SUMMARY = [SUMMARY_CSV, SUMMARY_TXT] if CFG.figures.summary is not None else []
 TRANSFER = (
-    [FIGURE_PDF.format(name="screening_transfer"), FIGURE_CSV.format(name="screening_transfer")]
+    [
+        FIGURE_PDF.format(name="screening_transfer"),
+        FIGURE_CSV.format(name="screening_transfer"),
+    ]
     if CFG.figures.screening_transfer is not None
     else []
 )
@@ -39,15 +47,22 @@ rule fig1:
     output:
         pdf=in_report(FIGURE_PDF.format(name="fig1"), "fig1", "fig1", "figure (PDF)"),
         csv=in_report(FIGURE_CSV.format(name="fig1"), "fig1", "fig1", "numbers (CSV)"),
-    params:
-        config=lambda wildcards: section_json(
-            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
-        ),
     log:
         "logs/figures/fig1.log",
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed",
+            "tasks",
+            "rollouts",
+            "targets",
+            "lam",
+            "evaluation",
+            "figures",
+            "screening",
+        ),
     shell:
         "{PROMPTLAM} figures fig1 --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
@@ -57,15 +72,21 @@ rule lam_probes:
     input:
         rules.lam_all.input,
     output:
-        pdf=in_report("figures/lam_probes.pdf", "lam_probes", "lam_probes", "figure (PDF)"),
-        csv=in_report("tables/lam_probes.csv", "lam_probes", "lam_probes", "numbers (CSV)"),
-    params:
-        config=lambda wildcards: section_json("seed", "tasks", "targets", "lam", "screening"),
+        pdf=in_report(
+            "figures/lam_probes.pdf", "lam_probes", "lam_probes", "figure (PDF)"
+        ),
+        csv=in_report(
+            "tables/lam_probes.csv", "lam_probes", "lam_probes", "numbers (CSV)"
+        ),
     log:
         "logs/figures/lam_probes.log",
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed", "tasks", "targets", "lam", "screening"
+        ),
     shell:
         "{PROMPTLAM} figures lam-probes --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
@@ -77,17 +98,24 @@ rule sweep:
     output:
         pdf=in_report(FIGURE_PDF, "sweep", "{name}", "figure (PDF)"),
         csv=in_report(FIGURE_CSV, "sweep", "{name}", "numbers (CSV)"),
-    wildcard_constraints:
-        name=only(SWEEPS),
-    params:
-        config=lambda wildcards: section_json(
-            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
-        ),
     log:
         "logs/figures/{name}.log",
+    wildcard_constraints:
+        name=only(SWEEPS),
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed",
+            "tasks",
+            "rollouts",
+            "targets",
+            "lam",
+            "evaluation",
+            "figures",
+            "screening",
+        ),
     shell:
         "{PROMPTLAM} figures sweep {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
@@ -100,17 +128,24 @@ rule comparison:
         pdf=in_report(FIGURE_PDF, "comparison", "{name}", "figure (PDF)"),
         csv=in_report(FIGURE_CSV, "comparison", "{name}", "numbers (CSV)"),
         tex=TABLE_TEX,
-    wildcard_constraints:
-        name=only(COMPARISONS),
-    params:
-        config=lambda wildcards: section_json(
-            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
-        ),
     log:
         "logs/figures/{name}.log",
+    wildcard_constraints:
+        name=only(COMPARISONS),
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed",
+            "tasks",
+            "rollouts",
+            "targets",
+            "lam",
+            "evaluation",
+            "figures",
+            "screening",
+        ),
     shell:
         "{PROMPTLAM} figures comparison {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
         " --tex {output.tex} --config-json {params.config:q} > {log} 2>&1"
@@ -122,15 +157,22 @@ rule summary:
     output:
         csv=in_report(SUMMARY_CSV, "summary", "summary", "numbers (CSV)"),
         txt=in_report(SUMMARY_TXT, "summary", "summary", "text"),
-    params:
-        config=lambda wildcards: section_json(
-            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
-        ),
     log:
         "logs/figures/summary.log",
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed",
+            "tasks",
+            "rollouts",
+            "targets",
+            "lam",
+            "evaluation",
+            "figures",
+            "screening",
+        ),
     shell:
         "{PROMPTLAM} figures summary --csv {output.csv} --txt {output.txt}"
         " --config-json {params.config:q} > {log} 2>&1"
@@ -140,17 +182,34 @@ rule screening_transfer:
     input:
         transfer_inputs(CFG) if TRANSFER else [],
     output:
-        pdf=in_report(FIGURE_PDF.format(name="screening_transfer"), "screening_transfer", "screening_transfer", "figure (PDF)"),
-        csv=in_report(FIGURE_CSV.format(name="screening_transfer"), "screening_transfer", "screening_transfer", "numbers (CSV)"),
-    params:
-        config=lambda wildcards: section_json(
-            "seed", "tasks", "rollouts", "targets", "lam", "evaluation", "figures", "screening"
+        pdf=in_report(
+            FIGURE_PDF.format(name="screening_transfer"),
+            "screening_transfer",
+            "screening_transfer",
+            "figure (PDF)",
+        ),
+        csv=in_report(
+            FIGURE_CSV.format(name="screening_transfer"),
+            "screening_transfer",
+            "screening_transfer",
+            "numbers (CSV)",
         ),
     log:
         "logs/figures/screening_transfer.log",
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=lambda wildcards: section_json(
+            "seed",
+            "tasks",
+            "rollouts",
+            "targets",
+            "lam",
+            "evaluation",
+            "figures",
+            "screening",
+        ),
     shell:
         "{PROMPTLAM} figures screening-transfer --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"

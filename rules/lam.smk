@@ -3,7 +3,13 @@
 # methods, the target files) and resumes from its checkpoint when restarted.
 
 from promptlam.methods import FORMULATIONS, METHODS
-from promptlam.runs import LAM_RUN, SCREEN_PATTERN, RunKey, all_runs, screen_trajectories
+from promptlam.runs import (
+    LAM_RUN,
+    SCREEN_PATTERN,
+    RunKey,
+    all_runs,
+    screen_trajectories,
+)
 
 LAM_RUNS = all_runs(CFG)
 
@@ -70,6 +76,17 @@ rule lam:
     output:
         metrics=f"{LAM_RUN}/metrics.json",
         model=f"{LAM_RUN}/model.safetensors",
+    log:
+        "logs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
+    benchmark:
+        "benchmarks{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
+    # The longest jobs: started before any policy work so that none is left running alone at the end.
+    priority: 1
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=720,
     params:
         config=run_section,
         args=run_args,
@@ -77,17 +94,6 @@ rule lam:
             f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
         ),
         folder=lambda wildcards, output: os.path.dirname(output.metrics),
-    log:
-        "logs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
-    benchmark:
-        "benchmarks{screen}/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}.tsv"
-    threads: 2
-    # The longest jobs: started before any policy work so that none is left running alone at the end.
-    priority: 1
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=720,
     shell:
         "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
@@ -102,27 +108,33 @@ if BATCH_SEEDS:
         input:
             unpack(lam_inputs),
         output:
-            metrics=expand(f"{LAM_RUN}/metrics.json", seed=BATCH_SEEDS, allow_missing=True),
-            model=expand(f"{LAM_RUN}/model.safetensors", seed=BATCH_SEEDS, allow_missing=True),
-        params:
-            config=run_section,
-            args=lambda wildcards: run_args(wildcards, BATCH_SEEDS),
-            targets=lambda wildcards, input: (
-                f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
+            metrics=expand(
+                f"{LAM_RUN}/metrics.json", seed=BATCH_SEEDS, allow_missing=True
             ),
-            folders=lambda wildcards, output: " ".join(
-                os.path.dirname(path) for path in output.metrics
+            model=expand(
+                f"{LAM_RUN}/model.safetensors", seed=BATCH_SEEDS, allow_missing=True
             ),
         log:
             "logs{screen}/lam/{method}/{target}/{formulation}/ld{dim}/seeds.log",
         benchmark:
             "benchmarks{screen}/lam/{method}/{target}/{formulation}/ld{dim}/seeds.tsv"
-        threads: 2
         priority: 1
+        threads: 2
         resources:
             gpu=GPU,
             mem_mb=8000,
             runtime=720 * len(BATCH_SEEDS),
+        params:
+            config=run_section,
+            args=lambda wildcards: run_args(wildcards, BATCH_SEEDS),
+            targets=lambda wildcards, input: (
+                f"--targets {' '.join(input.targets)}"
+                if "targets" in input.keys()
+                else ""
+            ),
+            folders=lambda wildcards, output: " ".join(
+                os.path.dirname(path) for path in output.metrics
+            ),
         shell:
             "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
             " --out {params.folders} --config-json {params.config:q} > {log} 2>&1"

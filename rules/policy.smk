@@ -9,7 +9,6 @@
 
 from promptlam.runs import BC_ACTIONS_RUN, RANDOM_ACTIONS_RUN
 
-
 # Evaluation runs one env per process, as many as the job has threads, and every background split
 # of `evaluation.backgrounds` in one job (one file each: `evaluations`, rules/common.smk).
 # Not sized from --cores: a SLURM run has none (profiles set their own with set-threads, and
@@ -23,11 +22,6 @@ rule bc_latent:
         lam=f"{LAM_RUN}/model.safetensors",
     output:
         f"{LAM_RUN}/bc/policy.safetensors",
-    params:
-        config=lambda wildcards: run_section(wildcards, "bc"),
-        args=run_args,
-        lam=lambda wildcards, input: os.path.dirname(input.lam),
-        folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         "logs{screen}/bc/{method}/{target}/{formulation}/ld{dim}/s{seed}.log",
     benchmark:
@@ -37,6 +31,11 @@ rule bc_latent:
         gpu=GPU,
         mem_mb=8000,
         runtime=360,
+    params:
+        config=lambda wildcards: run_section(wildcards, "bc"),
+        args=run_args,
+        lam=lambda wildcards, input: os.path.dirname(input.lam),
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "{PROMPTLAM} policy bc {params.args} --rollouts {input.rollouts} --lam {params.lam}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
@@ -47,10 +46,6 @@ rule bc_actions:
         rollouts=TRAIN_ROLLOUTS,
     output:
         f"{BC_ACTIONS_RUN}/policy.safetensors",
-    params:
-        config=lambda wildcards: run_section(wildcards, "bc"),
-        # `--screening N` rides on the folder: a new parameter would rerun every existing job
-        folder=lambda wildcards, output: os.path.dirname(output[0]) + screening_arg(wildcards),
     log:
         "logs{screen}/bc/bc-actions/s{seed}.log",
     benchmark:
@@ -60,6 +55,11 @@ rule bc_actions:
         gpu=GPU,
         mem_mb=8000,
         runtime=360,
+    params:
+        config=lambda wildcards: run_section(wildcards, "bc"),
+        # `--screening N` rides on the folder: a new parameter would rerun every existing job
+        folder=lambda wildcards, output: os.path.dirname(output[0])
+        + screening_arg(wildcards),
     shell:
         "{PROMPTLAM} policy bc --method bc-actions --seed {wildcards.seed} --rollouts {input.rollouts}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
@@ -72,11 +72,6 @@ rule decoder:
         policy=f"{LAM_RUN}/bc/policy.safetensors",
     output:
         f"{LAM_RUN}/decoder/n{{budget}}/decoder.safetensors",
-    params:
-        config=lambda wildcards: run_section(wildcards, "bc", "decoder"),
-        args=run_args,
-        policy=lambda wildcards, input: os.path.dirname(input.policy),
-        folder=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         "logs{screen}/decoder/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
@@ -85,6 +80,11 @@ rule decoder:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        config=lambda wildcards: run_section(wildcards, "bc", "decoder"),
+        args=run_args,
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "{PROMPTLAM} policy decoder {params.args} --budget {wildcards.budget} --rollouts {input.rollouts}"
         " --labelled {input.labelled} --policy {params.policy} --out {params.folder}"
@@ -99,11 +99,6 @@ rule evaluate_latent:
         decoder=f"{LAM_RUN}/decoder/n{{budget}}/decoder.safetensors",
     output:
         evaluations(f"{LAM_RUN}/decoder/n{{budget}}"),
-    params:
-        config=lambda wildcards: run_section(wildcards, "bc", "decoder", "evaluation", "render"),
-        args=run_args,
-        policy=lambda wildcards, input: os.path.dirname(input.policy),
-        decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     log:
         "logs{screen}/evaluate/{method}/{target}/{formulation}/ld{dim}/s{seed}/n{budget}.log",
     benchmark:
@@ -112,6 +107,13 @@ rule evaluate_latent:
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        config=lambda wildcards: run_section(
+            wildcards, "bc", "decoder", "evaluation", "render"
+        ),
+        args=run_args,
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
+        decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     shell:
         "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --backgrounds {BACKGROUNDS}"
         " --rollouts {input.rollouts} --policy {params.policy} --decoder {params.decoder} --workers {threads}"
@@ -124,10 +126,6 @@ rule evaluate_actions:
         policy=f"{BC_ACTIONS_RUN}/policy.safetensors",
     output:
         evaluations(BC_ACTIONS_RUN),
-    params:
-        config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
-        # `--screening N` rides on the folder, as in bc_actions
-        policy=lambda wildcards, input: os.path.dirname(input.policy) + screening_arg(wildcards),
     log:
         "logs{screen}/evaluate/bc-actions/s{seed}.log",
     benchmark:
@@ -136,6 +134,11 @@ rule evaluate_actions:
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
+        # `--screening N` rides on the folder, as in bc_actions
+        policy=lambda wildcards, input: os.path.dirname(input.policy)
+        + screening_arg(wildcards),
     shell:
         "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --backgrounds {BACKGROUNDS}"
         " --rollouts {input.rollouts} --policy {params.policy} --workers {threads}"
@@ -147,8 +150,6 @@ rule evaluate_random:
         rollouts=TRAIN_ROLLOUTS,
     output:
         evaluations(RANDOM_ACTIONS_RUN),
-    params:
-        config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
     log:
         "logs/evaluate/random-actions.log",
     benchmark:
@@ -157,6 +158,8 @@ rule evaluate_random:
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
     shell:
         "{PROMPTLAM} policy random --backgrounds {BACKGROUNDS} --rollouts {input.rollouts}"
         " --workers {threads} --out {output} --config-json {params.config:q} > {log} 2>&1"

@@ -13,8 +13,6 @@ wildcard_constraints:
 rule rollouts:
     output:
         ROLLOUTS,
-    params:
-        config=config_json(CFG.rollout_section()),
     log:
         "logs/rollouts/{split}/{task}.log",
     benchmark:
@@ -23,6 +21,8 @@ rule rollouts:
     resources:
         mem_mb=1024,
         runtime=240,
+    params:
+        config=config_json(CFG.rollout_section()),
     shell:
         "{PROMPTLAM} rollouts collect --task {wildcards.task} --split {wildcards.split}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
@@ -33,13 +33,13 @@ rule labelled_subset:
         ROLLOUTS.format(split="train", task="{task}"),
     output:
         LABELLED,
-    params:
-        config=section_json("seed"),
     log:
         "logs/labelled/{budget}/{task}.log",
     resources:
         mem_mb=512,
         runtime=10,
+    params:
+        config=section_json("seed"),
     shell:
         "{PROMPTLAM} rollouts labelled --source {input} --budget {wildcards.budget}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"

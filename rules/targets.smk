@@ -8,7 +8,10 @@ from promptlam.errors import UserError
 from promptlam.vlm.cache import check_models_cached
 
 MODEL_KINDS = ("vlm", "embedding")
-CONFIG_HINT = " ".join(f"--config {path}" for path in ["config.yaml", *map(str, workflow.overwrite_configfiles)])
+CONFIG_HINT = " ".join(
+    f"--config {path}"
+    for path in ["config.yaml", *map(str, workflow.overwrite_configfiles)]
+)
 TINY_MODELS = "models/tiny/"
 
 
@@ -19,13 +22,16 @@ wildcard_constraints:
 
 def target_section(name):
     """JSON of what target `name` depends on: editing another target reruns nothing here."""
-    return config_json({"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}})
+    return config_json(
+        {"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}}
+    )
 
 
 @functools.cache
 def check_model_runnable(name):
     """Stop in one line, at planning (dry runs too) and before any job, when a target job the
-    run needs has an unpinned hub model or one missing from the local cache (docs/targets.md)."""
+    run needs has an unpinned hub model or one missing from the local cache (docs/targets.md).
+    """
     try:
         check_models_cached(CFG, [name], config_hint=CONFIG_HINT)
     except UserError as error:
@@ -50,7 +56,7 @@ def needs_gpu(wildcards):
 
 rule tiny_model:
     output:
-        directory(TINY_MODELS + "{family}"),
+        directory(f"{TINY_MODELS}{{family}}"),
     log:
         "logs/tiny_models/{family}.log",
     shell:
@@ -62,8 +68,6 @@ rule target:
         unpack(target_inputs),
     output:
         TARGET,
-    params:
-        config=lambda wildcards: target_section(wildcards.target),
     log:
         "logs/targets/{target}/{task}.log",
     benchmark:
@@ -73,6 +77,8 @@ rule target:
         gpu=needs_gpu,
         mem_mb=16000,
         runtime=720,
+    params:
+        config=lambda wildcards: target_section(wildcards.target),
     shell:
         "{PROMPTLAM} targets compute --target {wildcards.target} --task {wildcards.task}"
         " --rollouts {input.rollouts} --out {output} --config-json {params.config:q} > {log} 2>&1"
