@@ -124,3 +124,24 @@ def test_snakemake_stops_before_any_job_in_one_line_naming_the_key(tmp_path, con
     if not profile:
         assert str(bad) in errors[0] or "distractors" in errors[0]  # the file, or the folder, is named
     assert not (tmp_path / "data").exists()
+
+
+def test_a_dry_run_stops_in_one_line_on_a_model_it_would_need_but_not_once_the_target_exists(tmp_path):
+    import os
+
+    target = "data/targets/molmo-7b-d-focus/reach-v3.h5"
+    environ = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}  # an empty cache
+
+    def dry_run():
+        return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                               "--cores", "1", "--directory", str(tmp_path), target],
+                              capture_output=True, text=True, timeout=120, env=environ)
+
+    run = dry_run()
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "promptlam: error: targets.molmo-7b-d-focus: allenai/Molmo-7B-D-0924 at revision")
+    assert "not in the local Hugging Face cache" in run.stderr and "models download" in run.stderr
+    (tmp_path / target).parent.mkdir(parents=True)
+    (tmp_path / target).touch()  # computed elsewhere: nothing to load here
+    assert dry_run().returncode == 0
