@@ -50,9 +50,9 @@ if workflow.is_main_process:
 # Fails before any job starts, naming the key in one line: first the typed config (it fills in
 # defaults and checks cross-key constraints), then the JSON schema, as Snakemake validates.
 # (Snakemake's own default filling would merge the defaults of every target kind into each target.)
+CONFIG_FILES = ["config.yaml", *map(str, workflow.overwrite_configfiles)]
 CONFIG_SOURCE = " + ".join(
-    ["config.yaml", *map(str, workflow.overwrite_configfiles)]
-    + (["--config"] if workflow.config_settings.config else [])
+    CONFIG_FILES + (["--config"] if workflow.config_settings.config else [])
 )
 try:
     CFG = validate_config(config, CONFIG_SOURCE)

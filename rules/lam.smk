@@ -100,7 +100,7 @@ rule lam:
 
 
 # lam.batch_seeds: the runs of those seeds, one job per method/target/formulation/dim
-# (docs/benchmarks.md "Sweep batching"); other seeds keep the one-run jobs above.
+# (docs/benchmarks.md, "Sweeps of small LAM runs"); other seeds keep the one-run jobs above.
 BATCH_SEEDS = CFG.lam.batch_seeds
 if BATCH_SEEDS:
 

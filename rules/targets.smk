@@ -5,13 +5,10 @@
 import functools
 
 from promptlam.errors import UserError
-from promptlam.vlm.cache import check_models_cached
+from promptlam.methods import MODEL_TARGET_KINDS
+from promptlam.vlm.cache import check_models_cached, hub_models
 
-MODEL_KINDS = ("vlm", "embedding")
-CONFIG_HINT = " ".join(
-    f"--config {path}"
-    for path in ["config.yaml", *map(str, workflow.overwrite_configfiles)]
-)
+CONFIG_HINT = " ".join(f"--config {path}" for path in CONFIG_FILES)
 TINY_MODELS = "models/tiny/"
 
 
@@ -44,16 +41,14 @@ def target_inputs(wildcards):
         check_model_runnable(wildcards.target)
     inputs = {"rollouts": ROLLOUTS.format(split="train", task=wildcards.task)}
     target = CFG.targets[wildcards.target]
-    if target.kind in MODEL_KINDS and target.model.startswith(TINY_MODELS):
+    if target.kind in MODEL_TARGET_KINDS and target.model.startswith(TINY_MODELS):
         inputs["model"] = target.model
     return inputs
 
 
 def needs_gpu(wildcards):
     """Hub models ask for a GPU (when the config uses GPUs); tiny local models never do."""
-    target = CFG.targets[wildcards.target]
-    hub_model = target.kind in MODEL_KINDS and not target.model.startswith(TINY_MODELS)
-    return GPU if hub_model else 0
+    return GPU if hub_models(CFG, [wildcards.target]) else 0
 
 
 rule tiny_model:

@@ -47,7 +47,7 @@ def test_concurrent_jobs_never_share_a_device_and_use_every_one(tmp_path):
     marks.mkdir()
     environ = {**os.environ, "PROMPTLAM_GPUS": "0,1", "TMPDIR": str(tmp_path)}
     environ.pop("CUDA_VISIBLE_DEVICES", None)
-    jobs = [subprocess.Popen([sys.executable, "-c", HOLDER, str(marks), "0.6"], env=environ,
+    jobs = [subprocess.Popen([sys.executable, "-c", HOLDER, str(marks), "2"], env=environ,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
     results = [job.communicate(timeout=120) for job in jobs]
     assert all(job.returncode == 0 for job in jobs), [err for _, err in results]
@@ -55,7 +55,7 @@ def test_concurrent_jobs_never_share_a_device_and_use_every_one(tmp_path):
     # each saw no other holder of its device when it started, and both devices were used
     assert all(out.strip() == device for (out, _), device in zip(results, devices))
     assert set(devices) == {"0", "1"}
-    assert any("waiting for one to be free" in err for _, err in results)  # 5 jobs, 2 devices
+    assert any("waiting for one to be free" in err for _, err in results)  # 5 jobs of 2 s, 2 devices
 
 
 def test_a_killed_job_frees_its_device(tmp_path):

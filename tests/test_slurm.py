@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,12 +51,10 @@ def snakemake(workdir, environ, *args):
 
 def submissions(environ):
     """(rule, flags) of every sbatch call, in submission order."""
-    jobs = sorted((os.path.join(environ["FAKE_SLURM"], "jobs", name) for name in
-                   os.listdir(os.path.join(environ["FAKE_SLURM"], "jobs")) if name.endswith(".args")),
-                  key=lambda path: int(os.path.basename(path).split(".")[0]))
+    jobs = sorted(Path(environ["FAKE_SLURM"], "jobs").glob("*.args"), key=lambda path: int(path.stem))
     calls = []
     for path in jobs:
-        args = open(path, "rb").read().decode().split("\0")[:-1]
+        args = path.read_bytes().decode().split("\0")[:-1]  # sbatch's arguments, NUL-separated
         comment = args[args.index("--comment") + 1]
         rule = comment.removeprefix("rule_").split("_wildcards_")[0]
         calls.append((rule, " ".join(arg for arg in args if not arg.startswith("--wrap="))))

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from promptlam.errors import UserError
-from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS
+from promptlam.methods import BC_ACTIONS, FORMULATIONS, METHODS, MODEL_TARGET_KINDS
 from promptlam.tasks import ALL_V3, MT10, check_task
 
 class ConfigError(UserError):
@@ -515,10 +515,11 @@ class LamConfig(Section):
     """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}/."""
 
     batch_seeds: list[int] = Field(default_factory=list)
-    """Seeds the workflow trains together, one process per group: a run with one of these seeds is
-    trained in one job with its siblings of the other seeds (same method, target, formulation and
-    latent dim), sharing the process start-up (docs/benchmarks.md "Sweep batching"). The siblings are trained even if no figure asks for them. Empty: one job per run.
-    Weights are identical either way. **[ours]**"""
+    """Seeds the workflow trains together: a run with one of these seeds is trained in one job
+    with its siblings of the other seeds (same method, target, formulation and latent dim),
+    sharing the process start-up (docs/benchmarks.md, "Sweeps of small LAM runs"). The siblings
+    are trained even if no figure asks for them. Empty: one job per run. Weights are identical
+    either way (at the same thread count). **[ours]**"""
 
     @field_validator("batch_seeds")
     @classmethod
@@ -1020,7 +1021,7 @@ class Config(Section):
         targets = self.figures.comparisons[name].targets
         if targets == "all":
             return [target for target, spec in self.targets.items()
-                    if spec.kind in ("vlm", "embedding") and VARIANT_MARK not in target]
+                    if spec.kind in MODEL_TARGET_KINDS and VARIANT_MARK not in target]
         return list(targets)
 
     def comparison_variants(self, name: str) -> list[tuple[str, Any, str]]:

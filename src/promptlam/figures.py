@@ -13,7 +13,7 @@ from typing import Any
 from promptlam.config import VARIANT_FIELDS, Config, FigureEntry
 from promptlam.errors import UserError
 from promptlam.lam.probe import FEATURES, QUANTITIES
-from promptlam.methods import BC_ACTIONS
+from promptlam.methods import BC_ACTIONS, MODEL_TARGET_KINDS
 from promptlam.runs import RANDOM_EVAL, PolicyKey, RunKey, all_runs
 
 RANDOM_LABEL = "random actions (floor)"
@@ -481,7 +481,7 @@ def make_comparison(config: Config, name: str, root: Path, pdf: Path, csv: Path,
         fig.legend(handles, legend, loc="upper center", ncol=1 if long else len(letters), fontsize=7, frameon=False,
                    title=comparison.vary, title_fontsize=7)
     else:
-        kinds = [kind for kind in ("vlm", "embedding") if kind in set(table.kind[table.group != REFERENCE_GROUP])]
+        kinds = [kind for kind in MODEL_TARGET_KINDS if kind in set(table.kind[table.group != REFERENCE_GROUP])]
         names = [KIND_NAMES[kind] for kind in kinds]
         handles = [plt.Line2D([], [], marker="s", linestyle="", color=colours[kind]) for kind in kinds]
         if (table.group == REFERENCE_GROUP).any():

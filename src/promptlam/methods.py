@@ -12,7 +12,10 @@ from typing import Literal
 FRAME_TARGET_KINDS = ("pixels", "clean")
 """Targets that are whole frames, predicted by a pixel decoder."""
 
-VECTOR_TARGET_KINDS = ("vlm", "embedding", "state", "frame_vector")
+MODEL_TARGET_KINDS = ("vlm", "embedding")
+"""Targets computed by a model from each frame (a VLM's representation, an image embedding)."""
+
+VECTOR_TARGET_KINDS = (*MODEL_TARGET_KINDS, "state", "frame_vector")
 """Targets that are one vector per frame, predicted by an MLP and standardised per dimension."""
 
 EMA_TARGET = "ema"

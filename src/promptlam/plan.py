@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from promptlam.config import Config
 from promptlam.figures import comparison_points, entry_key, sweep_points, transfer_runs
+from promptlam.methods import MODEL_TARGET_KINDS
 from promptlam.runs import PolicyKey, RunKey, all_runs
-
-MODEL_KINDS = ("vlm", "embedding")
+from promptlam.vlm.cache import hub_models
 
 
 @dataclass(frozen=True)
@@ -135,26 +135,24 @@ def costs(config: Config, work: Work) -> dict[str, float | int | str]:
     frames_per_trajectory = rollouts.episode.max_steps + 1
     train_frames = rollouts.train_trajectories * frames_per_trajectory  # per task, upper bound
     rollout_frames = len(config.tasks) * (rollouts.train_trajectories + rollouts.eval_trajectories) * frames_per_trajectory
-    model_frames, gpu_flop, unknown_models = 0, 0.0, set()
-    for target, _ in work.targets:
-        spec = config.targets[target]
-        if spec.kind not in MODEL_KINDS or spec.model.startswith("models/tiny/"):
-            continue
-        model_frames += train_frames
-        parameters = model_parameters(spec.model)
-        if parameters is None:
-            unknown_models.add(spec.model)
-            continue
-        gpu_flop += 2 * parameters * UNIT_COSTS["vlm_tokens_per_frame"].value * train_frames
-    episodes = sum(evaluation.episodes * len(config.tasks) for _ in work.evaluations)
-    episodes += evaluation.episodes * len(config.tasks) * len(evaluation.backgrounds) * work.random_floor
+    model_jobs = [target for target, _ in work.targets if config.targets[target].kind in MODEL_TARGET_KINDS]
+    gpu_flop, unknown_models = 0.0, set()
+    for target in model_jobs:
+        for pin in hub_models(config, [target]):  # GPU time: hub models only (not tiny local ones)
+            parameters = model_parameters(pin.model)
+            if parameters is None:
+                unknown_models.add(pin.model)
+            else:
+                gpu_flop += 2 * parameters * UNIT_COSTS["vlm_tokens_per_frame"].value * train_frames
+    episodes_per_job = evaluation.episodes * len(config.tasks)  # one background split
+    episodes = episodes_per_job * (len(work.evaluations) + len(evaluation.backgrounds) * work.random_floor)
     eval_frames = episodes * (evaluation.max_steps or rollouts.episode.max_steps)
     lam_samples = len(work.runs) * lam.steps * lam.batch_size
     bc_samples = len(work.policies) * bc.steps * bc.batch_size
     hour = 3600.0
     return {
         "target_jobs": len(work.targets),
-        "frames_to_embed": model_frames,
+        "frames_to_embed": len(model_jobs) * train_frames,
         "lam_runs": len(work.runs),
         "lam_samples": lam_samples,
         "bc_policies": len(work.policies),

@@ -11,6 +11,7 @@ from pathlib import Path
 from promptlam.config import Config
 from promptlam.errors import UserError
 from promptlam.figures import REFERENCE_GROUP, fig1_inputs, fig1_records
+from promptlam.methods import MODEL_TARGET_KINDS
 from promptlam.runs import FIGURE_CSV
 
 CLAIMS = {
@@ -104,7 +105,7 @@ def _benchmark_rows(config: Config, root: Path) -> list[dict]:
     name = config.figures.summary.benchmark
     table = _read_comparison(root, name)
     source = FIGURE_CSV.format(name=name)
-    targets = table[table.kind.isin(["vlm", "embedding"])]
+    targets = table[table.kind.isin(MODEL_TARGET_KINDS)]
     rows = []
     for metric, background, better in _headline_metrics(table):
         at = targets[(targets.metric == metric) & (targets.background == background)]

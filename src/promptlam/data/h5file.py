@@ -69,9 +69,11 @@ class CheckedH5File:
         self.file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         for name in names:
             dataset = self.dataset(name)
-            chunks = dataset.chunks and dataset.size and dataset.iter_chunks()
-            for selection in chunks or [()]:
-                dataset[selection]
+            if dataset.chunks and dataset.size:
+                for selection in dataset.iter_chunks():
+                    dataset[selection]
+            else:  # contiguous (no checksum) or empty
+                dataset[()]
 
     def _fail(self, message: str) -> DataFileError:
         return DataFileError(f"{self.path}: {message}")

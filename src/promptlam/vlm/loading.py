@@ -15,6 +15,7 @@ import torch
 
 from promptlam.config import HubModel
 from promptlam.errors import UserError
+from promptlam.vlm.cache import DOWNLOAD_COMMAND, HubPin, cached_snapshot
 from promptlam.vlm.families import Family
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -54,18 +55,13 @@ def resolve_source(target: HubModel, family: Family, where: str) -> ModelSource:
         )
     if not target.revision:
         raise UserError(f"{where}.revision: name the revision of {target.model} to load (a commit hash pins it)")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        path = snapshot_download(target.model, revision=target.revision, local_files_only=True)
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        raise UserError(
-            f"{where}.model: {target.model} at revision {target.revision} is not in the local Hugging Face "
-            f"cache and nothing is downloaded at run time; fetch it ahead with "
-            f"`hf download {target.model} --revision {target.revision}`"
-        ) from None
-    return ModelSource(path, target.model, target.revision, Path(path).name)
+    # the same test of a complete snapshot as the workflow's check before any job (promptlam.vlm.cache)
+    pin = HubPin(target.model, target.revision, (where,))
+    folder, why = cached_snapshot(pin)
+    if folder is None:
+        raise UserError(f"{where}.model: {target.model} at revision {target.revision} {why}; nothing is downloaded "
+                        f"at run time: fetch it ahead with `{DOWNLOAD_COMMAND}` or `{pin.hf_command()}`")
+    return ModelSource(str(folder), target.model, target.revision, folder.name)
 
 
 def load_config(source: ModelSource, family: Family) -> Any:
