@@ -1,12 +1,98 @@
-# Helpers shared by the rule files.
+# Shared by the stage files (rules/*.smk): the checked config, how rules call the CLI, and the
+# functions the rules use (here, away from the rules, as `snakemake --lint` asks), by stage.
+
+import functools
 import json
+import re
 import shlex
 import sys
 
-from promptlam.runs import EVAL_FILE, LABELLED, ROLLOUTS, TARGET
+from snakemake.utils import validate
 
-PROMPTLAM = f"{shlex.quote(sys.executable)} -m promptlam"
-"""How rules call the CLI: with the interpreter running Snakemake, whatever PATH says."""
+from promptlam.cluster import slurm_setup_error
+from promptlam.config import ConfigError, validate_config
+from promptlam.errors import UserError
+from promptlam.methods import MODEL_TARGET_KINDS
+from promptlam.runs import (
+    EVAL_FILE,
+    LABELLED,
+    ROLLOUTS,
+    TARGET,
+    RunKey,
+    screen_trajectories,
+)
+from promptlam.vlm.cache import check_models_cached, hub_models
+
+# ---- Stopping before any job -------------------------------------------------------------------
+
+
+def stop(message):
+    """End the run before any job with one line (a traceback would bury it)."""
+    print(f"promptlam: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# The profile's own config file is replaced, not extended, by a --configfile on the command line:
+# the profiles name theirs in a `promptlam_configfile` resource so that dropping it is caught.
+RAW_RESOURCES = {
+    name: str(resource.raw)
+    for name, resource in (workflow.resource_settings.default_resources or {}).items()
+}
+if workflow.is_main_process:
+    profile_configfile = RAW_RESOURCES.get("promptlam_configfile", "").strip("'\"")
+    loaded = {os.path.realpath(path) for path in workflow.overwrite_configfiles}
+    if (
+        profile_configfile
+        and os.path.realpath(os.path.join(workflow.basedir, profile_configfile))
+        not in loaded
+    ):
+        stop(
+            f"--configfile replaced the profile's own config file {profile_configfile}: "
+            f"name it first, --configfile {profile_configfile} <yours>"
+        )
+    if message := slurm_setup_error(RAW_RESOURCES):
+        stop(message)
+
+# Fails before any job starts, naming the key in one line: first the typed config (it fills in
+# defaults and checks cross-key constraints), then the JSON schema, as Snakemake validates.
+# (Snakemake's own default filling would merge the defaults of every target kind into each target.)
+CONFIG_FILES = ["config.yaml", *map(str, workflow.overwrite_configfiles)]
+CONFIG_SOURCE = " + ".join(
+    CONFIG_FILES + (["--config"] if workflow.config_settings.config else [])
+)
+try:
+    CFG = validate_config(config, CONFIG_SOURCE)
+    CFG.check_figures(CONFIG_SOURCE)
+except ConfigError as error:
+    stop(error)
+validate(config, "../schemas/config.schema.json", set_default=False)
+
+if CFG.distractors.enabled and CFG.distractors.source == "folder":
+    # a missing, empty or one-video folder would otherwise stop the first rollout job
+    from promptlam.envs.distractors import discover_folder_videos
+
+    try:
+        discover_folder_videos(CFG.distractors.folder, CFG.distractors.eval_fraction)
+    except UserError as error:
+        stop(error)
+
+# ---- Calling the CLI ---------------------------------------------------------------------------
+
+# Rules call the CLI as `promptlam ...`: a shell function that runs the package with the
+# interpreter running Snakemake, whatever PATH says (on a cluster node the job's own Snakemake
+# defines it again). Bash jobs keep Snakemake's strict mode.
+STRICT_MODE = (
+    "set -euo pipefail; "
+    if os.path.basename(shell.get_executable() or "") == "bash"
+    else ""
+)
+# (shell.prefix formats its argument as a rule's command is: doubled braces stay braces)
+shell.prefix(
+    STRICT_MODE
+    + "promptlam() {{ "
+    + shlex.quote(sys.executable)
+    + ' -m promptlam "$@"; }}; '
+)
 
 
 def config_json(sections):
@@ -30,6 +116,100 @@ TASKS = list(CFG.tasks)
 TRAIN_ROLLOUTS = expand(ROLLOUTS, split="train", task=TASKS)
 BACKGROUNDS = list(CFG.evaluation.backgrounds)
 
+# ---- Targets (rules/targets.smk) ---------------------------------------------------------------
+
+CONFIG_HINT = " ".join(f"--config {path}" for path in CONFIG_FILES)
+TINY_MODELS = "models/tiny/"
+
+
+def target_section(name):
+    """JSON of what target `name` depends on: editing another target reruns nothing here."""
+    return config_json(
+        {"seed": CFG.seed, "targets": {name: CFG.targets[name].model_dump(mode="json")}}
+    )
+
+
+@functools.cache
+def check_model_runnable(name):
+    """Stop in one line, at planning (dry runs too) and before any job, when a target job the
+    run needs has an unpinned hub model or one missing from the local cache (docs/targets.md).
+    """
+    try:
+        check_models_cached(CFG, [name], config_hint=CONFIG_HINT)
+    except UserError as error:
+        stop(error)
+
+
+def target_inputs(wildcards):
+    # only targets still to compute need their model here (figures may be built elsewhere)
+    if not os.path.exists(TARGET.format(target=wildcards.target, task=wildcards.task)):
+        check_model_runnable(wildcards.target)
+    inputs = {"rollouts": ROLLOUTS.format(split="train", task=wildcards.task)}
+    target = CFG.targets[wildcards.target]
+    if target.kind in MODEL_TARGET_KINDS and target.model.startswith(TINY_MODELS):
+        inputs["model"] = target.model
+    return inputs
+
+
+def needs_gpu(wildcards):
+    """Hub models ask for a GPU (when the config uses GPUs); tiny local models never do."""
+    return GPU if hub_models(CFG, [wildcards.target]) else 0
+
+
+# ---- Latent action model runs (rules/lam.smk) and their policies (rules/policy.smk) ------------
+
+
+def run_key(wildcards, seed=None):
+    return RunKey(
+        wildcards.method,
+        wildcards.target,
+        wildcards.formulation,
+        int(wildcards.dim),
+        int(wildcards.seed) if seed is None else seed,
+        screen_trajectories(wildcards.screen),
+    )
+
+
+def lam_inputs(wildcards):
+    inputs = {"rollouts": TRAIN_ROLLOUTS}
+    # a run's inputs do not depend on its seed (lam_seeds has no seed wildcard)
+    targets = run_key(wildcards, seed=0).target_paths(CFG)
+    if targets:
+        inputs["targets"] = [str(path) for path in targets]
+    return inputs
+
+
+def run_section(wildcards, *stages):
+    """What a LAM run (and the stages after it, named by their sections) depends on: seed, tasks,
+    the lam section and the run's target entry (not other targets)."""
+    section = CFG.section("seed", "tasks", "lam", *stages)
+    section["lam"]["runs"] = []  # the list of runs to train does not change any one run
+    section["lam"].pop("batch_seeds", None)  # nor does which seeds share a process
+    target = getattr(wildcards, "target", None)
+    if target in CFG.targets:
+        section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}
+    return config_json(section)
+
+
+def screening_arg(wildcards):
+    """`--screening N` for a screening run's jobs, nothing for runs on all the data."""
+    trajectories = screen_trajectories(wildcards.screen)
+    return "" if trajectories is None else f" --screening {trajectories}"
+
+
+def run_args(wildcards, seeds=None):
+    """The CLI arguments that name a LAM run (or, with ``seeds``, the runs of those seeds)."""
+    seeds = " ".join(map(str, seeds)) if seeds else wildcards.seed
+    return (
+        f"--method {wildcards.method} --target {wildcards.target} --formulation {wildcards.formulation}"
+        f" --latent-dim {wildcards.dim} --seed {seeds}{screening_arg(wildcards)}"
+    )
+
+
+def targets_arg(wildcards, input):
+    """`--targets FILE...` for runs that read target files, nothing for the others."""
+    return f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
+
 
 def evaluations(folder):
     """The evaluation files of a policy folder (a path with wildcards), one per background split."""
@@ -37,3 +217,22 @@ def evaluations(folder):
         f"{folder}/{EVAL_FILE.format(background=background)}"
         for background in BACKGROUNDS
     ]
+
+
+# ---- Figures (rules/figures.smk) ---------------------------------------------------------------
+
+
+def in_report(path, caption, subcategory, kind):
+    """An output the HTML report shows (`snakemake --report`), captioned by report/{caption}.rst."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="Figures",
+        subcategory=subcategory,
+        labels={"file": kind},
+    )
+
+
+def only(names):
+    """A wildcard pattern matching exactly ``names`` (and nothing when there are none)."""
+    return "|".join(map(re.escape, names)) or "(?!)"

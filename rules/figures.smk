@@ -1,7 +1,5 @@
 # Figures and the tables behind them: one rule each, from the evaluation and metrics files.
 
-import re
-
 from promptlam.figures import (
     comparison_inputs,
     fig1_inputs,
@@ -23,22 +21,6 @@ TRANSFER = (
 
 SWEEPS = list(CFG.figures.sweeps)
 COMPARISONS = list(CFG.figures.comparisons)
-
-
-def in_report(path, caption, subcategory, kind):
-    """An output the HTML report shows (`snakemake --report`), captioned by report/{caption}.rst."""
-    return report(
-        path,
-        caption=f"../report/{caption}.rst",
-        category="Figures",
-        subcategory=subcategory,
-        labels={"file": kind},
-    )
-
-
-def only(names):
-    """A wildcard pattern matching exactly ``names`` (and nothing when there are none)."""
-    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 rule fig1:
@@ -64,7 +46,7 @@ rule fig1:
             "screening",
         ),
     shell:
-        "{PROMPTLAM} figures fig1 --pdf {output.pdf} --csv {output.csv}"
+        "promptlam figures fig1 --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -88,7 +70,7 @@ rule lam_probes:
             "seed", "tasks", "targets", "lam", "screening"
         ),
     shell:
-        "{PROMPTLAM} figures lam-probes --pdf {output.pdf} --csv {output.csv}"
+        "promptlam figures lam-probes --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -117,7 +99,7 @@ rule sweep:
             "screening",
         ),
     shell:
-        "{PROMPTLAM} figures sweep {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
+        "promptlam figures sweep {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -147,7 +129,7 @@ rule comparison:
             "screening",
         ),
     shell:
-        "{PROMPTLAM} figures comparison {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
+        "promptlam figures comparison {wildcards.name} --pdf {output.pdf} --csv {output.csv}"
         " --tex {output.tex} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -174,7 +156,7 @@ rule summary:
             "screening",
         ),
     shell:
-        "{PROMPTLAM} figures summary --csv {output.csv} --txt {output.txt}"
+        "promptlam figures summary --csv {output.csv} --txt {output.txt}"
         " --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -211,5 +193,5 @@ rule screening_transfer:
             "screening",
         ),
     shell:
-        "{PROMPTLAM} figures screening-transfer --pdf {output.pdf} --csv {output.csv}"
+        "promptlam figures screening-transfer --pdf {output.pdf} --csv {output.csv}"
         " --config-json {params.config:q} > {log} 2>&1"

@@ -3,13 +3,7 @@
 # methods, the target files) and resumes from its checkpoint when restarted.
 
 from promptlam.methods import FORMULATIONS, METHODS
-from promptlam.runs import (
-    LAM_RUN,
-    SCREEN_PATTERN,
-    RunKey,
-    all_runs,
-    screen_trajectories,
-)
+from promptlam.runs import LAM_RUN, SCREEN_PATTERN, all_runs
 
 LAM_RUNS = all_runs(CFG)
 
@@ -21,53 +15,6 @@ wildcard_constraints:
     seed=r"\d+",
     # empty for runs on all the data, /screen{N} for screening runs (promptlam.runs.LAM_RUN)
     screen=SCREEN_PATTERN,
-
-
-def run_key(wildcards, seed=None):
-    return RunKey(
-        wildcards.method,
-        wildcards.target,
-        wildcards.formulation,
-        int(wildcards.dim),
-        int(wildcards.seed) if seed is None else seed,
-        screen_trajectories(wildcards.screen),
-    )
-
-
-def lam_inputs(wildcards):
-    inputs = {"rollouts": TRAIN_ROLLOUTS}
-    # a run's inputs do not depend on its seed (lam_seeds has no seed wildcard)
-    targets = run_key(wildcards, seed=0).target_paths(CFG)
-    if targets:
-        inputs["targets"] = [str(path) for path in targets]
-    return inputs
-
-
-def run_section(wildcards, *stages):
-    """What a LAM run (and the stages after it, named by their sections) depends on: seed, tasks,
-    the lam section and the run's target entry (not other targets)."""
-    section = CFG.section("seed", "tasks", "lam", *stages)
-    section["lam"]["runs"] = []  # the list of runs to train does not change any one run
-    section["lam"].pop("batch_seeds", None)  # nor does which seeds share a process
-    target = getattr(wildcards, "target", None)
-    if target in CFG.targets:
-        section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}
-    return config_json(section)
-
-
-def screening_arg(wildcards):
-    """`--screening N` for a screening run's jobs, nothing for runs on all the data."""
-    trajectories = screen_trajectories(wildcards.screen)
-    return "" if trajectories is None else f" --screening {trajectories}"
-
-
-def run_args(wildcards, seeds=None):
-    """The CLI arguments that name a LAM run (or, with ``seeds``, the runs of those seeds)."""
-    seeds = " ".join(map(str, seeds)) if seeds else wildcards.seed
-    return (
-        f"--method {wildcards.method} --target {wildcards.target} --formulation {wildcards.formulation}"
-        f" --latent-dim {wildcards.dim} --seed {seeds}{screening_arg(wildcards)}"
-    )
 
 
 rule lam:
@@ -90,12 +37,10 @@ rule lam:
     params:
         config=run_section,
         args=run_args,
-        targets=lambda wildcards, input: (
-            f"--targets {' '.join(input.targets)}" if "targets" in input.keys() else ""
-        ),
+        targets=targets_arg,
         folder=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:
-        "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
+        "promptlam lam train {params.args} --rollouts {input.rollouts} {params.targets}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -127,16 +72,12 @@ if BATCH_SEEDS:
         params:
             config=run_section,
             args=lambda wildcards: run_args(wildcards, BATCH_SEEDS),
-            targets=lambda wildcards, input: (
-                f"--targets {' '.join(input.targets)}"
-                if "targets" in input.keys()
-                else ""
-            ),
+            targets=targets_arg,
             folders=lambda wildcards, output: " ".join(
                 os.path.dirname(path) for path in output.metrics
             ),
         shell:
-            "{PROMPTLAM} lam train {params.args} --rollouts {input.rollouts} {params.targets}"
+            "promptlam lam train {params.args} --rollouts {input.rollouts} {params.targets}"
             " --out {params.folders} --config-json {params.config:q} > {log} 2>&1"
 
     ruleorder: lam_seeds > lam

@@ -37,7 +37,7 @@ rule bc_latent:
         lam=lambda wildcards, input: os.path.dirname(input.lam),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{PROMPTLAM} policy bc {params.args} --rollouts {input.rollouts} --lam {params.lam}"
+        "promptlam policy bc {params.args} --rollouts {input.rollouts} --lam {params.lam}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -57,11 +57,10 @@ rule bc_actions:
         runtime=360,
     params:
         config=lambda wildcards: run_section(wildcards, "bc"),
-        # `--screening N` rides on the folder: a new parameter would rerun every existing job
-        folder=lambda wildcards, output: os.path.dirname(output[0])
-        + screening_arg(wildcards),
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        screening=screening_arg,
     shell:
-        "{PROMPTLAM} policy bc --method bc-actions --seed {wildcards.seed} --rollouts {input.rollouts}"
+        "promptlam policy bc --method bc-actions --seed {wildcards.seed}{params.screening} --rollouts {input.rollouts}"
         " --out {params.folder} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -86,7 +85,7 @@ rule decoder:
         policy=lambda wildcards, input: os.path.dirname(input.policy),
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{PROMPTLAM} policy decoder {params.args} --budget {wildcards.budget} --rollouts {input.rollouts}"
+        "promptlam policy decoder {params.args} --budget {wildcards.budget} --rollouts {input.rollouts}"
         " --labelled {input.labelled} --policy {params.policy} --out {params.folder}"
         " --config-json {params.config:q} > {log} 2>&1"
 
@@ -108,6 +107,7 @@ rule evaluate_latent:
         mem_mb=2000,
         runtime=240,
     params:
+        backgrounds=BACKGROUNDS,
         config=lambda wildcards: run_section(
             wildcards, "bc", "decoder", "evaluation", "render"
         ),
@@ -115,7 +115,7 @@ rule evaluate_latent:
         policy=lambda wildcards, input: os.path.dirname(input.policy),
         decoder=lambda wildcards, input: os.path.dirname(input.decoder),
     shell:
-        "{PROMPTLAM} policy evaluate {params.args} --budget {wildcards.budget} --backgrounds {BACKGROUNDS}"
+        "promptlam policy evaluate {params.args} --budget {wildcards.budget} --backgrounds {params.backgrounds}"
         " --rollouts {input.rollouts} --policy {params.policy} --decoder {params.decoder} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
@@ -135,12 +135,12 @@ rule evaluate_actions:
         mem_mb=2000,
         runtime=240,
     params:
+        backgrounds=BACKGROUNDS,
         config=lambda wildcards: run_section(wildcards, "bc", "evaluation", "render"),
-        # `--screening N` rides on the folder, as in bc_actions
-        policy=lambda wildcards, input: os.path.dirname(input.policy)
-        + screening_arg(wildcards),
+        policy=lambda wildcards, input: os.path.dirname(input.policy),
+        screening=screening_arg,
     shell:
-        "{PROMPTLAM} policy evaluate --method bc-actions --seed {wildcards.seed} --backgrounds {BACKGROUNDS}"
+        "promptlam policy evaluate --method bc-actions --seed {wildcards.seed}{params.screening} --backgrounds {params.backgrounds}"
         " --rollouts {input.rollouts} --policy {params.policy} --workers {threads}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
@@ -159,7 +159,8 @@ rule evaluate_random:
         mem_mb=2000,
         runtime=240,
     params:
+        backgrounds=BACKGROUNDS,
         config=lambda wildcards: run_section(wildcards, "evaluation", "render"),
     shell:
-        "{PROMPTLAM} policy random --backgrounds {BACKGROUNDS} --rollouts {input.rollouts}"
+        "promptlam policy random --backgrounds {params.backgrounds} --rollouts {input.rollouts}"
         " --workers {threads} --out {output} --config-json {params.config:q} > {log} 2>&1"

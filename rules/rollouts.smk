@@ -24,7 +24,7 @@ rule rollouts:
     params:
         config=config_json(CFG.rollout_section()),
     shell:
-        "{PROMPTLAM} rollouts collect --task {wildcards.task} --split {wildcards.split}"
+        "promptlam rollouts collect --task {wildcards.task} --split {wildcards.split}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -41,7 +41,7 @@ rule labelled_subset:
     params:
         config=section_json("seed"),
     shell:
-        "{PROMPTLAM} rollouts labelled --source {input} --budget {wildcards.budget}"
+        "promptlam rollouts labelled --source {input} --budget {wildcards.budget}"
         " --out {output} --config-json {params.config:q} > {log} 2>&1"
 
 
@@ -57,7 +57,7 @@ rule rollout_preview:
         mem_mb=512,
         runtime=10,
     shell:
-        "{PROMPTLAM} rollouts preview --source {input} --sheet {output.sheet}"
+        "promptlam rollouts preview --source {input} --sheet {output.sheet}"
         " --gif {output.gif} > {log} 2>&1"
 
 

@@ -124,6 +124,29 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, rollout_path):
     assert (tmp_path / "whole/metrics.csv").read_text() == (tmp_path / "killed/metrics.csv").read_text()
 
 
+def test_two_processes_train_one_run_in_step(tmp_path, rollout_path):
+    """Under torchrun (accelerate's DDP; gloo on CPUs) both processes take every step with their
+    share of the batch; the main process alone writes the run."""
+    import subprocess
+    import sys
+
+    config = {**TINY, "targets": TARGETS, "lam": LAM}
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "promptlam", "lam", "train",
+         "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "1", "--rollouts", str(rollout_path),
+         "--out", str(tmp_path / "run"), "--workers", "0", "--config-json", json.dumps(config)],
+        check=True, capture_output=True, timeout=600,
+    )
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == LAM["steps"]
+    rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + LAM["steps"] // LAM["log_every"]  # logged once, not once per process
+    from promptlam.lam.train import load_trained
+
+    load_trained(tmp_path / "run", validate_config(config), RunKey("lapo", "pixels", "absolute", 8, 1),
+                 ["reach-v3"], 64)
+
+
 def test_resume_refuses_corrupt_or_foreign_checkpoints(tmp_path, rollout_path):
     files = [TaskFiles(rollout_path)]
     run = RunKey("lapo", "pixels", "absolute", 8, 0)

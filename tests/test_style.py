@@ -9,16 +9,10 @@ from conftest import REPO
 
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
 
-# `snakemake --lint` findings kept on purpose (docs/install.md, "Formatting and lint of the
-# workflow files"): the environment is the hashed lock, not conda or a container; rules call the
-# CLI through PROMPTLAM and read BACKGROUNDS from outside the rule; each stage's functions sit
-# beside its rules. Anything else (a rule without log:, an unused param, ...) fails here.
-ACCEPTED_LINTS = (
-    "Specify a conda environment or container for each rule.",
-    "Shell command directly uses variable PROMPTLAM from outside of the rule",
-    "Shell command directly uses variable BACKGROUNDS from outside of the rule",
-    "Mixed rules and functions in same snakefile.",
-)
+# The one `snakemake --lint` finding kept on purpose (docs/install.md, "Formatting and lint of the
+# workflow files"): the environment is the hashed lock, not conda or a container per rule.
+# Anything else (a rule without log:, an unused param, a global in a shell command, ...) fails.
+ACCEPTED_LINTS = ("Specify a conda environment or container for each rule.",)
 
 
 def test_rule_files_are_formatted_by_snakefmt():

@@ -143,7 +143,8 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     if not accelerator.is_main_process:
         return {"step": step, "finished": True}
     model = accelerator.unwrap_model(model).eval()
-    metrics = {"run": run.__dict__, "steps": step, "train_seconds_this_process": round(seconds, 2),
+    metrics = {"run": run.__dict__, "steps": step, "processes": accelerator.num_processes,
+               "train_seconds_this_process": round(seconds, 2),
                "samples_per_second_this_process": round(trained * per_process / max(seconds, 1e-9), 1),
                "final": _final_losses(metrics_csv)}
     by_horizon = evaluate_probes(config, run, files, model, device)
