@@ -16,6 +16,8 @@ def test_the_pool_is_the_named_devices_or_nothing_when_the_job_already_has_its_o
     assert pool_devices({"PROMPTLAM_GPUS": "0, 2,3", "CUDA_VISIBLE_DEVICES": "1"}) == ["0", "2", "3"]
     assert pool_devices({"CUDA_VISIBLE_DEVICES": "1"}) == []
     assert pool_devices({"SLURM_JOB_ID": "17"}) == []
+    # torchrun / accelerate launch: the launcher's ranks choose their GPUs, even with a pool named
+    assert pool_devices({"PROMPTLAM_GPUS": "0,1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}) == []
     fake = tmp_path / "nvidia-smi"  # lists three GPUs, then one
     fake.write_text("#!/bin/sh\nfor i in $(seq 0 $(( ${FAKE_GPUS} - 1 ))); do echo \"GPU $i: NVIDIA H200 (UUID: GPU-$i)\"; done\n")
     fake.chmod(0o755)

@@ -126,17 +126,21 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, rollout_path):
 
 def test_two_processes_train_one_run_in_step(tmp_path, rollout_path):
     """Under torchrun (accelerate's DDP; gloo on CPUs) both processes take every step with their
-    share of the batch; the main process alone writes the run."""
+    share of the batch; the main process alone writes the run. A GPU pool in the environment is
+    left to the launcher (its ranks pick their devices), so no process claims a device."""
+    import os
     import subprocess
     import sys
 
     config = {**TINY, "targets": TARGETS, "lam": LAM}
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "promptlam", "lam", "train",
          "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "1", "--rollouts", str(rollout_path),
          "--out", str(tmp_path / "run"), "--workers", "0", "--config-json", json.dumps(config)],
-        check=True, capture_output=True, timeout=600,
+        check=True, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PROMPTLAM_GPUS": "0,1", "TMPDIR": str(tmp_path)},
     )
+    assert "using GPU" not in run.stderr
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == LAM["steps"]
     rows = (tmp_path / "run/metrics.csv").read_text().splitlines()

@@ -7,6 +7,9 @@ the rest of its process (the OS drops the lock when the process ends, however it
 job frees its GPU), and sets CUDA_VISIBLE_DEVICES to that device before torch initialises CUDA.
 
 Which devices are shared out:
+- under a distributed launcher (torchrun, ``accelerate launch``: ``LOCAL_RANK`` is set), nothing:
+  the launcher's processes pick their GPU by rank among all visible ones (a pool would hide all
+  but one from each, and rank 1 would ask for a cuda:1 it cannot see);
 - ``PROMPTLAM_GPUS`` (comma-separated ids, e.g. ``0,1,2,3``) when set: exactly those;
 - otherwise, when the job already has ``CUDA_VISIBLE_DEVICES`` or runs under SLURM (which gives
   each job its own devices), nothing: the job keeps what it was given;
@@ -34,6 +37,8 @@ _held: list[IO[bytes]] = []  # lock files of the devices this process holds (ope
 
 def pool_devices(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The device ids this process may choose from (empty: leave CUDA_VISIBLE_DEVICES alone)."""
+    if "LOCAL_RANK" in environ:
+        return []
     if environ.get(POOL_VARIABLE, "").strip():
         return [device.strip() for device in environ[POOL_VARIABLE].split(",") if device.strip()]
     if "CUDA_VISIBLE_DEVICES" in environ or "SLURM_JOB_ID" in environ:
