@@ -1,5 +1,6 @@
 """The GPU pool (promptlam.devices), with fake device ids on a CPU machine."""
 
+import json
 import os
 import signal
 import subprocess
@@ -91,3 +92,22 @@ def test_gpu_commands_claim_a_device_before_their_work(tmp_path):
     plain = subprocess.run([sys.executable, "-m", "promptlam", "config", "check", "--config", str(tmp_path / "none.yaml")],
                            env=environ, capture_output=True, text=True, timeout=300)
     assert "using GPU" not in plain.stderr  # a command that does not use CUDA takes no device
+
+
+def test_a_target_job_takes_a_device_only_when_it_runs_a_model(tmp_path):
+    environ = {**os.environ, "PROMPTLAM_GPUS": "3", "TMPDIR": str(tmp_path)}
+    targets = {"state": {"kind": "state"},
+               "model": {"kind": "embedding", "family": "clip", "model": str(tmp_path / "no-model")}}
+
+    def compute(target):
+        return subprocess.run([sys.executable, "-m", "promptlam", "targets", "compute", "--target", target,
+                               "--task", "reach-v3", "--rollouts", str(tmp_path / "none.h5"),
+                               "--out", str(tmp_path / f"{target}.h5"),
+                               "--config-json", json.dumps({"targets": targets})],
+                              env=environ, capture_output=True, text=True, timeout=300)
+
+    model, state = compute("model"), compute("state")
+    for run in (model, state):  # both got as far as the (missing) rollout file: the config was valid
+        assert run.returncode == 2 and "none.h5: rollout file not found" in run.stderr
+    assert "using GPU 3" in model.stderr
+    assert "using GPU" not in state.stderr

@@ -111,10 +111,21 @@ def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------- targets
+def _claim_gpu() -> None:
+    """One GPU of the machine's pool for this process (promptlam.devices), before CUDA starts."""
+    from promptlam.devices import claim_gpu
+
+    claim_gpu()
+
+
 def cmd_targets_compute(args: argparse.Namespace) -> None:
+    from promptlam.methods import MODEL_TARGET_KINDS
     from promptlam.targets import compute_target
 
     config = _config(args)
+    target = config.targets.get(args.target)
+    if target is not None and target.kind in MODEL_TARGET_KINDS:
+        _claim_gpu()  # only a model runs on CUDA: state, pixel and frame targets take no device
     stats = compute_target(config, args.target, args.task, args.rollouts, args.out, workers=args.workers)
     rate = f", {stats.frames_per_second:.1f} frames/s (final batch size {stats.batch_size})" if stats else ""
     print(f"{args.out}: target {args.target} of {args.task}{rate}")
@@ -427,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     targets = stages.add_parser("targets", help="forward-model targets (VLM representations, ...)").add_subparsers(dest="command", required=True)
     sub = command(targets, "compute", cmd_targets_compute, "compute a named target for one task's rollout file",
-                  config=True, gpu=True)
+                  config=True)  # claims a GPU itself, for model targets only
     sub.add_argument("--target", required=True, help="name of an entry of the config's targets")
     sub.add_argument("--task", required=True)
     sub.add_argument("--rollouts", required=True, help="rollout file (.h5) of the task")
@@ -554,10 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.gpu:  # one GPU of the machine's pool per process (promptlam.devices)
-            from promptlam.devices import claim_gpu
-
-            claim_gpu()
+        if args.gpu:
+            _claim_gpu()
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)
