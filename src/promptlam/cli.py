@@ -30,6 +30,13 @@ def _config(args: argparse.Namespace):
     return load_config(args.config, args.config_json)
 
 
+def _claim_gpu() -> None:
+    """One GPU of the machine's pool for this process (promptlam.devices), before CUDA starts."""
+    from promptlam.devices import claim_gpu
+
+    claim_gpu()
+
+
 def _write_or_print(text: str, out: str | None) -> None:
     if out:
         from promptlam.io import atomic_output
@@ -111,13 +118,6 @@ def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------- targets
-def _claim_gpu() -> None:
-    """One GPU of the machine's pool for this process (promptlam.devices), before CUDA starts."""
-    from promptlam.devices import claim_gpu
-
-    claim_gpu()
-
-
 def cmd_targets_compute(args: argparse.Namespace) -> None:
     from promptlam.methods import MODEL_TARGET_KINDS
     from promptlam.targets import compute_target
