@@ -1,6 +1,9 @@
 """Latent action models: data windows, every forward-model variant, exact resume, probes."""
 
 import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +16,7 @@ from promptlam.errors import UserError
 from promptlam.lam.augment import augment
 from promptlam.lam.data import TaskFiles, TransitionData
 from promptlam.lam.probe import probe_mse
-from promptlam.lam.train import build_model, train_run
+from promptlam.lam.train import build_model, load_trained, train_run
 from promptlam.runs import RunKey
 from promptlam.targets import compute_target
 
@@ -103,8 +106,6 @@ def test_every_forward_model_trains_and_probes(tmp_path, rollout_path, state_tar
         assert "action+state" in probes["residual"] and "action+state" not in probes["action_xyz"]
     assert json.loads((tmp_path / "metrics.json").read_text())["run"]["formulation"] == formulation
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "run.json").exists()
-    from promptlam.lam.train import load_trained
-
     load_trained(tmp_path, config, run, ["reach-v3"], 64)  # the stored weights load into the same model
 
 
@@ -128,10 +129,6 @@ def test_two_processes_train_one_run_in_step(tmp_path, rollout_path):
     """Under torchrun (accelerate's DDP; gloo on CPUs) both processes take every step with their
     share of the batch; the main process alone writes the run. A GPU pool in the environment is
     left to the launcher (its ranks pick their devices), so no process claims a device."""
-    import os
-    import subprocess
-    import sys
-
     config = {**TINY, "targets": TARGETS, "lam": LAM}
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "promptlam", "lam", "train",
@@ -145,8 +142,6 @@ def test_two_processes_train_one_run_in_step(tmp_path, rollout_path):
     assert metrics["processes"] == 2 and metrics["steps"] == LAM["steps"]
     rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + LAM["steps"] // LAM["log_every"]  # logged once, not once per process
-    from promptlam.lam.train import load_trained
-
     load_trained(tmp_path / "run", validate_config(config), RunKey("lapo", "pixels", "absolute", 8, 1),
                  ["reach-v3"], 64)
 

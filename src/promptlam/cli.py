@@ -25,16 +25,12 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from promptlam.config import load_config
+    """The command's config, loaded once (a GPU decision may read it before the handler does)."""
+    if "loaded_config" not in vars(args):
+        from promptlam.config import load_config
 
-    return load_config(args.config, args.config_json)
-
-
-def _claim_gpu() -> None:
-    """One GPU of the machine's pool for this process (promptlam.devices), before CUDA starts."""
-    from promptlam.devices import claim_gpu
-
-    claim_gpu()
+        args.loaded_config = load_config(args.config, args.config_json)
+    return args.loaded_config
 
 
 def _write_or_print(text: str, out: str | None) -> None:
@@ -118,14 +114,18 @@ def cmd_rollouts_inspect(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------- targets
-def cmd_targets_compute(args: argparse.Namespace) -> None:
+def _target_runs_a_model(args: argparse.Namespace) -> bool:
+    """Only a model target runs on CUDA: state, pixel and frame targets take no device."""
     from promptlam.methods import MODEL_TARGET_KINDS
+
+    target = _config(args).targets.get(args.target)
+    return target is not None and target.kind in MODEL_TARGET_KINDS
+
+
+def cmd_targets_compute(args: argparse.Namespace) -> None:
     from promptlam.targets import compute_target
 
     config = _config(args)
-    target = config.targets.get(args.target)
-    if target is not None and target.kind in MODEL_TARGET_KINDS:
-        _claim_gpu()  # only a model runs on CUDA: state, pixel and frame targets take no device
     stats = compute_target(config, args.target, args.task, args.rollouts, args.out, workers=args.workers)
     rate = f", {stats.frames_per_second:.1f} frames/s (final batch size {stats.batch_size})" if stats else ""
     print(f"{args.out}: target {args.target} of {args.task}{rate}")
@@ -407,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     stages = parser.add_subparsers(dest="stage", required=True)
 
     def command(stage: argparse._SubParsersAction, name: str, handler: Callable, help: str,
-                config: bool = False, gpu: bool = False) -> argparse.ArgumentParser:
+                config: bool = False, gpu: bool | Callable[[argparse.Namespace], bool] = False
+                ) -> argparse.ArgumentParser:
+        """A subcommand; ``gpu``: it uses CUDA (or a test of its arguments saying when it does),
+        so it claims a GPU of the machine's pool before its work."""
         sub = stage.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler, gpu=gpu)
         if config:
@@ -438,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     targets = stages.add_parser("targets", help="forward-model targets (VLM representations, ...)").add_subparsers(dest="command", required=True)
     sub = command(targets, "compute", cmd_targets_compute, "compute a named target for one task's rollout file",
-                  config=True)  # claims a GPU itself, for model targets only
+                  config=True, gpu=_target_runs_a_model)
     sub.add_argument("--target", required=True, help="name of an entry of the config's targets")
     sub.add_argument("--task", required=True)
     sub.add_argument("--rollouts", required=True, help="rollout file (.h5) of the task")
@@ -565,8 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.gpu:
-            _claim_gpu()
+        if args.gpu is True or (callable(args.gpu) and args.gpu(args)):
+            from promptlam.devices import claim_gpu
+
+            claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)

@@ -136,14 +136,15 @@ def costs(config: Config, work: Work) -> dict[str, float | int | str]:
     train_frames = rollouts.train_trajectories * frames_per_trajectory  # per task, upper bound
     rollout_frames = len(config.tasks) * (rollouts.train_trajectories + rollouts.eval_trajectories) * frames_per_trajectory
     model_jobs = [target for target, _ in work.targets if config.targets[target].kind in MODEL_TARGET_KINDS]
+    # GPU time: hub models only (not tiny local ones)
+    hub_model = {name: pin.model for pin in hub_models(config, model_jobs) for name in pin.targets}
     gpu_flop, unknown_models = 0.0, set()
-    for target in model_jobs:
-        for pin in hub_models(config, [target]):  # GPU time: hub models only (not tiny local ones)
-            parameters = model_parameters(pin.model)
-            if parameters is None:
-                unknown_models.add(pin.model)
-            else:
-                gpu_flop += 2 * parameters * UNIT_COSTS["vlm_tokens_per_frame"].value * train_frames
+    for model in (hub_model[target] for target in model_jobs if target in hub_model):
+        parameters = model_parameters(model)
+        if parameters is None:
+            unknown_models.add(model)
+        else:
+            gpu_flop += 2 * parameters * UNIT_COSTS["vlm_tokens_per_frame"].value * train_frames
     episodes_per_job = evaluation.episodes * len(config.tasks)  # one background split
     episodes = episodes_per_job * (len(work.evaluations) + len(evaluation.backgrounds) * work.random_floor)
     eval_frames = episodes * (evaluation.max_steps or rollouts.episode.max_steps)
