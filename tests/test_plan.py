@@ -63,3 +63,32 @@ def test_model_sizes_are_read_from_hub_names():
 def test_an_unknown_figure_is_one_line(capsys):
     assert main(["plan", "--config", str(SMOKE[0]), "nope"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_gpu_unit_costs_measured_by_bench_gpu_replace_the_assumptions(tmp_path, capsys):
+    import pandas as pd
+
+    config = [str(REPO / "config.yaml")]
+    assert main(["plan", "--config", *config, "fig1", "--csv", str(tmp_path / "assumed.csv")]) == 0
+    capsys.readouterr()
+    # What bench/gpu.sh writes (the keys bench/targets.py and bench/lam.py print), at twice the
+    # assumed 40% MFU and a fifth of the assumed LAM throughput.
+    (tmp_path / "targets-7b-bf16.json").write_text('{"machine": "x86_64, 16 cores, cuda (H100)", "mfu_bf16_h100": 0.8}')
+    (tmp_path / "lam-pixels-w0.json").write_text(
+        '{"machine": "x86_64, 16 cores, cuda (H100)", "resolution": 128, "batch_size": 512,'
+        ' "pipeline_samples_per_s": 4000.0}')
+    assert main(["plan", "--config", *config, "fig1", "--measured", str(tmp_path),
+                 "--csv", str(tmp_path / "measured.csv")]) == 0
+    text = capsys.readouterr().out
+    assumed, measured = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("assumed", "measured"))
+    assert (measured.target_gpu_hours > 0).all()
+    assert measured.target_gpu_hours.tolist() == pytest.approx((assumed.target_gpu_hours / 2).tolist())
+    assert measured.lam_gpu_hours.tolist() == pytest.approx((assumed.lam_gpu_hours * 5).tolist())
+    assert measured.bc_gpu_hours.tolist() == pytest.approx(assumed.bc_gpu_hours.tolist())
+    assert "gpu_flops_per_second = 7.912e+14 FLOP/s (measured: 80% MFU" in text
+    assert "bc_gpu_samples_per_second = 20000 samples/s (ASSUMED" in text
+
+    (tmp_path / "lam-pixels-w0.json").unlink()
+    assert main(["plan", "--config", *config, "--measured", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lam-pixels-w0.json: not found" in err

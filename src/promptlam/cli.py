@@ -382,7 +382,7 @@ def cmd_figures_lam_probes(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------- plan
 def cmd_plan(args: argparse.Namespace) -> None:
-    from promptlam.plan import figure_names, format_plan, plan_table
+    from promptlam.plan import UNIT_COSTS, figure_names, format_plan, measured_units, plan_table
 
     config = _config(args)
     config.check_figures()
@@ -390,7 +390,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
     unknown = [name for name in args.figures if name not in known]
     if unknown:
         raise UserError(f"plan: no figure {', '.join(unknown)} in this config (figures: {', '.join(known)})")
-    rows = plan_table(config, args.figures or None)
+    units = measured_units(args.measured) if args.measured else UNIT_COSTS
+    rows = plan_table(config, args.figures or None, units)
     if args.csv:
         import pandas as pd
 
@@ -398,7 +399,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
         with atomic_output(args.csv) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
-    print(format_plan(rows))
+    print(format_plan(rows, units))
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -528,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(sub)
     sub.add_argument("figures", nargs="*", help="figures to plan (default: every figure of the config)")
     sub.add_argument("--csv", help="also write the table here")
+    sub.add_argument("--measured", metavar="DIR", help="GPU unit costs from bench/gpu.sh's results in DIR "
+                                                       "(default: the assumptions printed)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
 

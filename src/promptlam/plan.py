@@ -8,19 +8,27 @@ exact except frames, which are upper bounds (every episode at its step limit).
 
 Time comes from ``UNIT_COSTS``: throughputs measured on the development machine
 (docs/benchmarks.md) for the CPU stages, and assumptions, marked as such, for the GPU stages,
-which have not been measured yet (no GPU was available). Every time printed is an estimate.
+which have not been measured yet (no GPU was available). `measured_units` replaces the GPU ones
+with what `bench/gpu.sh` measured on the user's own GPU. Every time printed is an estimate.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from promptlam.config import Config
+from promptlam.errors import UserError
 from promptlam.figures import comparison_points, entry_key, sweep_points, transfer_runs
 from promptlam.methods import MODEL_TARGET_KINDS
 from promptlam.runs import PolicyKey, RunKey, all_runs
 from promptlam.vlm.cache import hub_models
+
+
+# bench/targets.py reports MFU against this peak; the H200's is the same (the same chip, more memory).
+H100_BF16_DENSE_FLOPS = 989e12
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ UNIT_COSTS = {
     "eval_frames_per_core_second": UnitCost(
         36.0, "env steps/s per process", "as rollout collection: the same step and render per frame", False),
     "gpu_flops_per_second": UnitCost(
-        0.4 * 989e12, "FLOP/s", "40% MFU of an H100's dense bf16 peak; not measured here", False),
+        0.4 * H100_BF16_DENSE_FLOPS, "FLOP/s", "40% MFU of an H100's dense bf16 peak; not measured here", False),
     "vlm_tokens_per_frame": UnitCost(
         300.0, "tokens", "~256 image tokens and a short prompt per frame", False),
     "lam_gpu_samples_per_second": UnitCost(
@@ -45,6 +53,35 @@ UNIT_COSTS = {
     "bc_gpu_samples_per_second": UnitCost(
         20000.0, "samples/s", "as LAM training; not measured here", False),
 }
+
+
+def _bench_result(folder: Path, name: str, key: str) -> tuple[float, dict]:
+    """``key`` of ``folder/name`` (a JSON file bench/gpu.sh wrote) and the whole result."""
+    path = folder / name
+    try:
+        result = json.loads(path.read_text())
+        return float(result[key]), result
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (bench/gpu.sh writes it; run it on the GPU machine first)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: expected bench/gpu.sh's JSON with a number under {key!r}") from None
+
+
+def measured_units(folder: str | Path) -> dict[str, UnitCost]:
+    """``UNIT_COSTS`` with the GPU throughputs that `bench/gpu.sh` measured into ``folder``: the
+    bf16 MFU of the 7B-sized model (targets-7b-bf16.json) and the `lam train` loop's samples/s at
+    config.yaml's sizes (lam-pixels-w0.json). The rest stay as they are."""
+    folder = Path(folder)
+    mfu, target = _bench_result(folder, "targets-7b-bf16.json", "mfu_bf16_h100")
+    samples, lam = _bench_result(folder, "lam-pixels-w0.json", "pipeline_samples_per_s")
+    return UNIT_COSTS | {
+        "gpu_flops_per_second": UnitCost(
+            mfu * H100_BF16_DENSE_FLOPS, "FLOP/s",
+            f"{mfu:.0%} MFU of 989 TFLOP/s: a 7B-sized model in bf16 on {target.get('machine')} ({folder})", True),
+        "lam_gpu_samples_per_second": UnitCost(
+            samples, "samples/s", f"the `lam train` loop at {lam.get('resolution')} px, batch {lam.get('batch_size')},"
+                                  f" on {lam.get('machine')} ({folder})", True),
+    }
 
 
 @dataclass
@@ -129,7 +166,7 @@ def model_parameters(model: str) -> float | None:
     return float(found.group(1)) * (1e9 if found.group(2) in "Bb" else 1e6)
 
 
-def costs(config: Config, work: Work) -> dict[str, float | int | str]:
+def costs(config: Config, work: Work, units: dict[str, UnitCost] = UNIT_COSTS) -> dict[str, float | int | str]:
     """Counts and estimated hours of ``work`` (see the module docstring for what is exact)."""
     rollouts, lam, bc, evaluation = config.rollouts, config.lam, config.bc, config.evaluation
     frames_per_trajectory = rollouts.episode.max_steps + 1
@@ -144,7 +181,7 @@ def costs(config: Config, work: Work) -> dict[str, float | int | str]:
         if parameters is None:
             unknown_models.add(model)
         else:
-            gpu_flop += 2 * parameters * UNIT_COSTS["vlm_tokens_per_frame"].value * train_frames
+            gpu_flop += 2 * parameters * units["vlm_tokens_per_frame"].value * train_frames
     episodes_per_job = evaluation.episodes * len(config.tasks)  # one background split
     episodes = episodes_per_job * (len(work.evaluations) + len(evaluation.backgrounds) * work.random_floor)
     eval_frames = episodes * (evaluation.max_steps or rollouts.episode.max_steps)
@@ -160,11 +197,11 @@ def costs(config: Config, work: Work) -> dict[str, float | int | str]:
         "decoders": len(work.decoders),
         "evaluation_episodes": episodes,
         "rollout_frames": rollout_frames,
-        "rollout_core_hours": rollout_frames / UNIT_COSTS["rollout_frames_per_core_second"].value / hour,
-        "evaluation_core_hours": eval_frames / UNIT_COSTS["eval_frames_per_core_second"].value / hour,
-        "target_gpu_hours": gpu_flop / UNIT_COSTS["gpu_flops_per_second"].value / hour,
-        "lam_gpu_hours": lam_samples / UNIT_COSTS["lam_gpu_samples_per_second"].value / hour,
-        "bc_gpu_hours": bc_samples / UNIT_COSTS["bc_gpu_samples_per_second"].value / hour,
+        "rollout_core_hours": rollout_frames / units["rollout_frames_per_core_second"].value / hour,
+        "evaluation_core_hours": eval_frames / units["eval_frames_per_core_second"].value / hour,
+        "target_gpu_hours": gpu_flop / units["gpu_flops_per_second"].value / hour,
+        "lam_gpu_hours": lam_samples / units["lam_gpu_samples_per_second"].value / hour,
+        "bc_gpu_hours": bc_samples / units["bc_gpu_samples_per_second"].value / hour,
         "models_of_unknown_size": ", ".join(sorted(unknown_models)),
     }
 
@@ -174,17 +211,18 @@ COUNT_COLUMNS = ["target_jobs", "frames_to_embed", "lam_runs", "lam_samples", "b
 HOUR_COLUMNS = ["rollout_core_hours", "evaluation_core_hours", "target_gpu_hours", "lam_gpu_hours", "bc_gpu_hours"]
 
 
-def plan_table(config: Config, names: list[str] | None = None) -> list[dict[str, float | int | str]]:
+def plan_table(config: Config, names: list[str] | None = None,
+               units: dict[str, UnitCost] = UNIT_COSTS) -> list[dict[str, float | int | str]]:
     """One row per figure of ``names`` (default: every figure), then their union, ``all``."""
     names = names or figure_names(config)
     works = {name: figure_work(config, name) for name in names}
     total = Work()
     for work in works.values():
         total = total | work
-    return [{"figure": name, **costs(config, work)} for name, work in [*works.items(), ("all", total)]]
+    return [{"figure": name, **costs(config, work, units)} for name, work in [*works.items(), ("all", total)]]
 
 
-def format_plan(rows: list[dict[str, float | int | str]]) -> str:
+def format_plan(rows: list[dict[str, float | int | str]], units: dict[str, UnitCost] = UNIT_COSTS) -> str:
     """The table and the unit costs behind it, for a person to read before launching."""
     header = ["figure", *COUNT_COLUMNS, *HOUR_COLUMNS]
     widths = {column: max(len(column), 12) for column in header}
@@ -202,7 +240,7 @@ def format_plan(rows: list[dict[str, float | int | str]]) -> str:
     lines.append("Counts are exact (frames: upper bounds, every episode at its step limit; episodes: as scheduled,"
                  " a distractor-free policy plays one background split for all); `all` counts shared work once.")
     lines.append("Hours are ESTIMATES from these unit costs (docs/benchmarks.md):")
-    for name, unit in UNIT_COSTS.items():
+    for name, unit in units.items():
         lines.append(f"  {name} = {unit.value:g} {unit.unit} ({'measured' if unit.measured else 'ASSUMED'}: {unit.basis})")
     unknown = sorted({model for row in rows for model in str(row["models_of_unknown_size"]).split(", ") if model})
     if unknown:
