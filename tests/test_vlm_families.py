@@ -197,8 +197,9 @@ def test_molmo_loads_remote_classes_written_for_transformers_4(tmp_path):
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
 
 
-def test_config_pins_every_molmo_v1_target_at_a_commit():
-    """Molmo v1 runs hub code: config.yaml must pin each of its targets at a 40-character commit."""
+def test_config_pins_every_hub_model_at_a_commit_but_phi4():
+    """Molmo v1 runs hub code, so config.yaml must pin each of its targets at a 40-character
+    commit; every other hub model is pinned too, except Phi-4 (docs/targets.md#pinned-revisions)."""
     from pathlib import Path
 
     from promptlam.config import load_config
@@ -207,5 +208,7 @@ def test_config_pins_every_molmo_v1_target_at_a_commit():
     config = load_config([Path(__file__).parent.parent / "config.yaml"])
     molmo = {name: t for name, t in config.targets.items() if getattr(t, "family", None) == "molmo"}
     assert "molmo-7b-d-focus" in molmo
-    unpinned = {name: t.revision for name, t in molmo.items() if not (t.revision and COMMIT.fullmatch(t.revision))}
-    assert not unpinned
+    hub = {name: t for name, t in config.targets.items() if getattr(t, "model", "").count("/") == 1}
+    assert len(hub) > len(molmo) and set(molmo) <= set(hub)
+    unpinned = {name for name, t in hub.items() if not (t.revision and COMMIT.fullmatch(t.revision))}
+    assert {name.split("+")[0] for name in unpinned} == {"phi-4-mm-focus"}
