@@ -1,11 +1,16 @@
 # Two commands for a fresh machine (see README):
 #   make smoke   set up .venv and run the workflow on the CPU smoke profile
 #   make test    set up .venv and run the test suite
-# The environment comes from one hashed lock, lock/pylock.toml (docs/install.md):
-#   make lock    re-resolve it after changing a pin in pyproject.toml or constraints-cpu.txt
+# The environment comes from one hashed lock (docs/install.md): lock/pylock.toml (CPU build of
+# torch), or on GPU machines lock/pylock-cuda.toml (CUDA torch and Molmo v1's extra):
+#   make setup VARIANT=cuda   install the GPU lock instead (then `make test VARIANT=cuda`, ...)
+#   make lock                 re-resolve lock/pylock.toml after changing a pin in pyproject.toml
+#                             or constraints-cpu.txt (`make lock VARIANT=cuda`: the GPU lock)
 VENV ?= .venv
 PYTHON ?= python3
-LOCK := lock/pylock.toml
+VARIANT ?= cpu
+LOCK := $(if $(filter cuda,$(VARIANT)),lock/pylock-cuda.toml,lock/pylock.toml)
+PYLOCK = $(PYTHON) lock/pylock.py
 # Where the CPU build of torch is published; asked only when pip finds no local copy of it.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --require-hashes --no-deps
@@ -20,18 +25,19 @@ setup:
 	@echo "Python environment built by Nix from $(LOCK): $(BIN) (.venv is not used)"
 else
 BIN := $(VENV)/bin
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-$(VARIANT)
 
 # A new .venv holding exactly the lock: every file hash-checked, nothing resolved at install time.
-$(VENV)/.installed: $(LOCK) pyproject.toml constraints-cpu.txt lock/pylock.py
-	$(PYTHON) lock/pylock.py check --python
+# `venv --clear` also removes the other variant's stamp, so switching variants reinstalls.
+$(VENV)/.installed-$(VARIANT): $(LOCK) pyproject.toml constraints-cpu.txt lock/pylock.py
+	$(PYLOCK) check --python --variant $(VARIANT)
 	$(PYTHON) -m venv --clear $(VENV)
-	$(PYTHON) lock/pylock.py requirements --only pip --only setuptools > $(VENV)/lock-tools.txt
-	$(PYTHON) lock/pylock.py requirements --only torch > $(VENV)/lock-torch.txt
-	$(PYTHON) lock/pylock.py requirements --exclude pip --exclude setuptools --exclude torch > $(VENV)/lock-rest.txt
+	$(PYLOCK) requirements --variant $(VARIANT) --only pip --only setuptools > $(VENV)/lock-tools.txt
+	$(PYLOCK) requirements --variant $(VARIANT) --only torch > $(VENV)/lock-torch.txt
+	$(PYLOCK) requirements --variant $(VARIANT) --exclude pip --exclude setuptools --exclude torch > $(VENV)/lock-rest.txt
 	$(PIP_INSTALL) -r $(VENV)/lock-tools.txt
 	$(PIP_INSTALL) -r $(VENV)/lock-torch.txt 2>/dev/null || { \
-	  echo "No local copy of the locked CPU build of torch; fetching it from $(TORCH_INDEX)"; \
+	  echo "No local copy of the locked build of torch; fetching it from $(TORCH_INDEX)"; \
 	  $(PIP_INSTALL) -r $(VENV)/lock-torch.txt --extra-index-url $(TORCH_INDEX); }
 	$(PIP_INSTALL) --no-build-isolation -r $(VENV)/lock-rest.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -45,13 +51,14 @@ smoke: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Re-resolve lock/pylock.toml from pyproject.toml (not the `molmo` extra) with `pip lock`.
+# Re-resolve the variant's lock from pyproject.toml with `pip lock`.
 lock:
-	$(PYTHON) lock/pylock.py generate --torch-index $(TORCH_INDEX)
+	$(PYLOCK) generate --variant $(VARIANT) --torch-index $(TORCH_INDEX)
 
-# The lock matches pyproject.toml and hashes every file (standard library only).
+# Both locks match pyproject.toml and hash every file (standard library only).
 lock-check:
-	$(PYTHON) lock/pylock.py check
+	$(PYLOCK) check --variant cpu
+	$(PYLOCK) check --variant cuda
 
 # Regenerate the config schema and key reference after editing src/promptlam/config.py.
 schema: setup

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python lock of promptlam: ``lock/pylock.toml`` (PEP 751), made by pip and read by pip and Nix.
+"""The Python locks of promptlam (PEP 751), made by pip and read by pip and Nix.
 
 Standard library only (Python 3.11+), so it runs before any environment exists.
 
@@ -7,10 +7,16 @@ Standard library only (Python 3.11+), so it runs before any environment exists.
     python3 lock/pylock.py check               # the lock still matches pyproject.toml, every entry hashed
     python3 lock/pylock.py requirements --only torch   # hashed pip requirements (`make setup` uses these)
     python3 lock/pylock.py requirements --exclude torch
+    python3 lock/pylock.py check --variant cuda        # any command, for the GPU lock
 
-The lock covers `.[test,efficientnet]` with the CPU build of torch, the build backend of
-pyproject.toml (setuptools) and pip itself, for CPython 3.11 on x86_64 Linux: one file per
-package, with its URL and sha256. The `molmo` extra (CUDA torch + torchvision) is outside it.
+Two variants, each for CPython 3.11 on x86_64 Linux, each with the build backend of
+pyproject.toml (setuptools) and pip itself, one file per package with its URL and sha256:
+- ``cpu`` (lock/pylock.toml): `.[test,efficientnet]` with the CPU build of torch; `make setup`
+  and the Nix flake install it;
+- ``cuda`` (lock/pylock-cuda.toml): `.[test,efficientnet,molmo]` with PyPI's build of torch (CUDA
+  13) and its NVIDIA libraries, torchvision, einops and tensorflow-cpu for Molmo v1's hub code;
+  `make setup VARIANT=cuda` installs it on GPU machines (the two builds of torch cannot share an
+  environment, so the variants are two locks).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import tomllib
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +40,6 @@ LOCK = ROOT / "lock" / "pylock.toml"
 PYPROJECT = ROOT / "pyproject.toml"
 CONSTRAINTS = ROOT / "constraints-cpu.txt"
 
-EXTRAS = ("test", "efficientnet")  # `molmo` needs CUDA torch + torchvision: not in this lock
 TOOLS = ("pip==26.3",)             # the installer itself, so `make setup` installs nothing unhashed
 PYTHON = "3.11"                    # the interpreter the wheels are for (cp311); Nix pins python311
 REQUIRES_PYTHON = ">=3.11,<3.12"
@@ -41,6 +47,31 @@ ENVIRONMENT = "sys_platform == 'linux' and platform_machine == 'x86_64' and impl
 PIP_FOR_LOCKING = "pip==26.3"      # `pip lock` (PEP 751 output) appeared in pip 25.1
 INDEX = "https://pypi.org/simple"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # where the CPU build of torch is published
+
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One lock: which extras it holds and where torch comes from."""
+
+    name: str
+    lock: Path
+    extras: tuple[str, ...]
+    constraints: Path | None  # constraint lines resolved with (and recorded in the inputs)
+
+    @property
+    def make_lock(self) -> str:
+        """The command that regenerates this lock."""
+        return "make lock" if self.name == "cpu" else f"make lock VARIANT={self.name}"
+
+
+VARIANTS = {
+    "cpu": Variant("cpu", LOCK, ("test", "efficientnet"), CONSTRAINTS),
+    # PyPI's torch is the CUDA build, with which torchvision (the `molmo` extra) installs.
+    "cuda": Variant("cuda", ROOT / "lock" / "pylock-cuda.toml", ("test", "efficientnet", "molmo"), None),
+}
+CPU = VARIANTS["cpu"]
+EXTRAS = CPU.extras
 
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^\s;,]+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -56,21 +87,22 @@ def normalize(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ lock inputs
-def lock_inputs(pyproject: Path = PYPROJECT, constraints: Path = CONSTRAINTS) -> dict[str, list[str]]:
+def lock_inputs(variant: Variant = CPU, pyproject: Path = PYPROJECT) -> dict[str, list[str]]:
     """What the lock is made from: the exact pins (project, locked extras, tools), the build
     backend's requirements (ranges) and the constraint lines."""
     data = tomllib.loads(pyproject.read_text())
     project = data["project"]
     extras = project.get("optional-dependencies", {})
-    missing = [e for e in EXTRAS if e not in extras]
+    missing = [e for e in variant.extras if e not in extras]
     if missing:
         raise LockError(f"{pyproject.name}: extra(s) {', '.join(missing)} missing from [project.optional-dependencies]")
     requirements = list(project.get("dependencies", []))
-    for extra in EXTRAS:
+    for extra in variant.extras:
         requirements += extras[extra]
     requirements += list(TOOLS)
     build = list(data.get("build-system", {}).get("requires", []))
-    constraint_lines = [line.split("#", 1)[0].strip() for line in constraints.read_text().splitlines()]
+    constraints = variant.constraints.read_text().splitlines() if variant.constraints else []
+    constraint_lines = [line.split("#", 1)[0].strip() for line in constraints]
     return {"requirements": requirements, "build": build, "constraints": [c for c in constraint_lines if c]}
 
 
@@ -92,11 +124,11 @@ def exact_pins(inputs: dict[str, list[str]]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ lock reading
-def read_lock(path: Path = LOCK) -> dict:
+def read_lock(path: Path = LOCK, make_lock: str = "make lock") -> dict:
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise LockError(f"{path}: no lock file; run `make lock`") from None
+        raise LockError(f"{path}: no lock file; run `{make_lock}`") from None
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"{path}: not valid TOML ({exc})") from None
 
@@ -156,8 +188,8 @@ def check(lock: dict, inputs: dict[str, list[str]]) -> list[str]:
             problems.append(f"constraints-cpu.txt: {line} but the lock has {locked[normalize(match.group(1))]}")
     made_from = lock.get("tool", {}).get("promptlam", {}).get("inputs-sha256")
     if made_from != fingerprint(inputs):
-        problems.append("the lock was made from other inputs (pyproject.toml dependencies, the test or "
-                        "efficientnet extra, build-system.requires or constraints-cpu.txt changed)")
+        problems.append("the lock was made from other inputs (pyproject.toml dependencies, the locked "
+                        "extras, build-system.requires or constraints-cpu.txt changed)")
     return problems
 
 
@@ -221,7 +253,8 @@ def public_url(file: dict, torch_index: str) -> str:
     raise LockError(f"{file['name']} was taken from {url}, which no other machine can fetch")
 
 
-def finish(raw: dict, inputs: dict[str, list[str]], torch_index: str, torch_source: str) -> dict:
+def finish(raw: dict, inputs: dict[str, list[str]], torch_index: str, torch_source: str,
+           variant: Variant = CPU) -> dict:
     """pip's lock, made portable: directory entries dropped, local URLs made public, and the
     interpreter, platform and inputs recorded."""
     packages = []
@@ -240,7 +273,7 @@ def finish(raw: dict, inputs: dict[str, list[str]], torch_index: str, torch_sour
     return {
         "lock-version": raw.get("lock-version", "1.0"), "created-by": raw.get("created-by", "pip"),
         "requires-python": REQUIRES_PYTHON, "environments": [ENVIRONMENT], "packages": packages,
-        "tool": {"promptlam": {"python": PYTHON, "extras": ",".join(EXTRAS),
+        "tool": {"promptlam": {"python": PYTHON, "extras": ",".join(variant.extras),
                                "torch-source": torch_source, "inputs-sha256": fingerprint(inputs)}},
     }
 
@@ -254,12 +287,12 @@ def local_torch_wheel(pins: dict[str, str]) -> str | None:
     return None
 
 
-def generate(torch_index: str) -> None:
+def generate(torch_index: str, variant: Variant = CPU) -> None:
     """Resolve the inputs with ``pip lock`` (PyPI only, this machine's pip config ignored) in a
-    throwaway virtual environment, and write ``lock/pylock.toml``."""
+    throwaway virtual environment, and write the variant's lock file."""
     if sys.version_info[:2] != tuple(int(x) for x in PYTHON.split(".")):
         raise LockError(f"lock with Python {PYTHON} (the wheels are cp311); this is {sys.version.split()[0]}")
-    inputs = lock_inputs()
+    inputs = lock_inputs(variant)
     pins = exact_pins(inputs)
     with tempfile.TemporaryDirectory(prefix="promptlam-lock-") as tmp:
         tmp = Path(tmp)
@@ -268,9 +301,12 @@ def generate(torch_index: str) -> None:
         env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         env.pop("PIP_INDEX_URL", None)
         env.pop("PIP_EXTRA_INDEX_URL", None)
-        links = local_torch_wheel(pins)
+        links = local_torch_wheel(pins) if variant.constraints else None
         sources = ["--index-url", INDEX]
-        if links:  # a local copy of the CPU wheel: no need to reach the torch index
+        if variant.name == "cuda":  # PyPI's torch; a local CPU copy must not stand in for it
+            env.pop("PIP_FIND_LINKS", None)
+            torch_source = INDEX
+        elif links:  # a local copy of the CPU wheel: no need to reach the torch index
             sources += ["--find-links", links]
             torch_source = "a local copy of the file at the torch-index URL (its sha256 is that copy's)"
         else:
@@ -283,39 +319,45 @@ def generate(torch_index: str) -> None:
         out = subprocess.run(pip + ["lock", "--quiet", *sources, "-c", str(tmp / "constraints.txt"),
                                     "-r", str(tmp / "requirements.in"), "-o", "-"],
                              check=True, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp).stdout
-    lock = finish(tomllib.loads(out), inputs, torch_index, torch_source)
+    lock = finish(tomllib.loads(out), inputs, torch_index, torch_source, variant)
     problems = check(lock, inputs)
     if problems:
         raise LockError(f"the new lock is incomplete: {problems[0]}")
-    LOCK.write_text(write_lock(lock))
-    print(f"{LOCK.relative_to(ROOT)}: {len(lock['packages'])} packages, each with its sha256")
+    variant.lock.write_text(write_lock(lock))
+    print(f"{variant.lock.relative_to(ROOT)}: {len(lock['packages'])} packages, each with its sha256")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="re-resolve and write lock/pylock.toml")
+    gen = sub.add_parser("generate", help="re-resolve and write the lock")
     gen.add_argument("--torch-index", default=TORCH_INDEX)
     chk = sub.add_parser("check", help="verify the lock against pyproject.toml")
     chk.add_argument("--python", action="store_true", help="also check this interpreter can install it")
     req = sub.add_parser("requirements", help="print hashed pip requirements")
     req.add_argument("--only", action="append", default=None)
     req.add_argument("--exclude", action="append", default=[])
+    for command in (gen, chk, req):
+        command.add_argument("--variant", choices=sorted(VARIANTS), default="cpu",
+                             help="cpu: lock/pylock.toml (default); cuda: lock/pylock-cuda.toml")
     args = parser.parse_args(argv)
+    variant = VARIANTS[args.variant]
     try:
         if args.command == "generate":
-            generate(args.torch_index)
+            generate(args.torch_index, variant)
         elif args.command == "check":
-            lock = read_lock()
-            problems = check(lock, lock_inputs())
+            lock = read_lock(variant.lock, variant.make_lock)
+            problems = check(lock, lock_inputs(variant))
             if problems:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                raise LockError(f"lock/pylock.toml is stale: {problems[0]}{more}; run `make lock`")
+                raise LockError(f"{variant.lock.relative_to(ROOT)} is stale: {problems[0]}{more}; "
+                                f"run `{variant.make_lock}`")
             if args.python and (reason := check_python(lock)):
                 raise LockError(reason)
         else:
             only = {normalize(n) for n in args.only} if args.only else None
-            sys.stdout.write(requirements(read_lock(), only, {normalize(n) for n in args.exclude}))
+            lock = read_lock(variant.lock, variant.make_lock)
+            sys.stdout.write(requirements(lock, only, {normalize(n) for n in args.exclude}))
     except LockError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pylock", ROOT / "lock" / "pylock.py")
 pylock = importlib.util.module_from_spec(_spec)
+sys.modules["pylock"] = pylock  # its dataclass looks its module up there
 _spec.loader.exec_module(pylock)
 
 BUILD_TOOLS = {"pip", "setuptools"}  # locked for `make setup`; the flake builds with its own
@@ -34,22 +35,28 @@ def inputs() -> dict:
     return pylock.lock_inputs()
 
 
-def test_lock_matches_pyproject(lock, inputs):
-    assert pylock.check(lock, inputs) == []
-    locked = {p["name"]: p["version"] for p in lock["packages"]}
-    # Spelled out for the pins that matter most: torch is the CPU build of the pinned release.
-    assert locked["torch"] == "2.13.0+cpu"
-    for extra in pylock.EXTRAS:
-        assert extra in lock["tool"]["promptlam"]["extras"]
-
-
-def test_every_locked_file_is_hashed_and_public(lock):
+@pytest.mark.parametrize("variant", pylock.VARIANTS.values(), ids=list(pylock.VARIANTS))
+def test_lock_matches_pyproject(variant):
+    lock = pylock.read_lock(variant.lock)
+    assert pylock.check(lock, pylock.lock_inputs(variant)) == []
+    assert lock["tool"]["promptlam"]["extras"] == ",".join(variant.extras)
     for package in lock["packages"]:
         files = pylock.archives(package)
         assert files, package["name"]
         for file in files:
             assert len(file["hashes"]["sha256"]) == 64, file["name"]
             assert file["url"].startswith("https://"), file["url"]
+
+
+def test_the_gpu_lock_is_the_cpu_lock_with_cuda_torch_and_molmo_v1s_extra(lock):
+    cpu = {p["name"]: p["version"] for p in lock["packages"]}
+    cuda = {p["name"]: p["version"] for p in pylock.read_lock(pylock.VARIANTS["cuda"].lock)["packages"]}
+    # Spelled out for the pins that matter most: torch is the pinned release, CPU or CUDA build.
+    assert (cpu["torch"], cuda["torch"]) == ("2.13.0+cpu", "2.13.0")
+    assert {"torchvision", "einops", "tensorflow-cpu", "nvidia-cudnn-cu13"} <= cuda.keys()
+    # Every other package at the same version: both environments compute with the same code.
+    assert {name: (version, cuda.get(name)) for name, version in cpu.items()
+            if name != "torch" and cuda.get(name) != version} == {}
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -79,8 +86,8 @@ def test_a_removed_dependency_makes_the_lock_stale(lock, inputs):
     fewer = copy.deepcopy(inputs)
     fewer["requirements"] = [r for r in fewer["requirements"] if not r.startswith("seaborn")]
     assert pylock.check(lock, fewer) == ["the lock was made from other inputs (pyproject.toml dependencies, "
-                                         "the test or efficientnet extra, build-system.requires or "
-                                         "constraints-cpu.txt changed)"]
+                                         "the locked extras, build-system.requires or constraints-cpu.txt "
+                                         "changed)"]
 
 
 def test_python_version_is_checked(lock):
@@ -121,8 +128,11 @@ def _installed() -> dict[str, str]:
 
 
 def test_environment_is_exactly_the_lock(lock):
-    """`make setup` (or the flake) installed the lock and nothing else."""
+    """`make setup` (or the flake) installed the lock and nothing else: lock/pylock.toml, or the
+    GPU lock where `make setup VARIANT=cuda` installed PyPI's (CUDA) build of torch."""
     installed = dict(_installed())
+    if "+cpu" not in installed.get("torch", "+cpu"):
+        lock = pylock.read_lock(pylock.VARIANTS["cuda"].lock)
     assert installed.pop("promptlam") == "0.1.0" or "PROMPTLAM_NIX_PYTHON" in os.environ
     expected = {p["name"]: p["version"] for p in lock["packages"]}
     if "PROMPTLAM_NIX_PYTHON" in os.environ:
