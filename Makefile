@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (see README):
 #   make smoke   set up .venv and run the workflow on the CPU smoke profile
 #   make test    set up .venv and run the test suite
-# The environment comes from one hashed lock (docs/install.md): lock/pylock.toml (CPU build of
+# The environment comes from a hashed lock (docs/install.md): lock/pylock.toml (CPU build of
 # torch), or on GPU machines lock/pylock-cuda.toml (CUDA torch and Molmo v1's extra):
 #   make setup VARIANT=cuda   install the GPU lock instead (then `make test VARIANT=cuda`, ...)
 #   make lock                 re-resolve lock/pylock.toml after changing a pin in pyproject.toml

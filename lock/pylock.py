@@ -49,7 +49,6 @@ INDEX = "https://pypi.org/simple"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # where the CPU build of torch is published
 
 
-
 @dataclass(frozen=True)
 class Variant:
     """One lock: which extras it holds and where torch comes from."""
@@ -71,7 +70,6 @@ VARIANTS = {
     "cuda": Variant("cuda", ROOT / "lock" / "pylock-cuda.toml", ("test", "efficientnet", "molmo"), None),
 }
 CPU = VARIANTS["cpu"]
-EXTRAS = CPU.extras
 
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^\s;,]+)\s*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -301,7 +299,7 @@ def generate(torch_index: str, variant: Variant = CPU) -> None:
         env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         env.pop("PIP_INDEX_URL", None)
         env.pop("PIP_EXTRA_INDEX_URL", None)
-        links = local_torch_wheel(pins) if variant.constraints else None
+        links = local_torch_wheel(pins)
         sources = ["--index-url", INDEX]
         if variant.name == "cuda":  # PyPI's torch; a local CPU copy must not stand in for it
             env.pop("PIP_FIND_LINKS", None)
