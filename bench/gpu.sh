@@ -18,6 +18,7 @@
 # --task reach-v3 --split train --trajectories 4 --out DIR/reach-v3.h5` makes one on any machine).
 # --check runs the same steps at toy sizes on any machine, GPU or not (the tiny test model, the
 # smoke profile's LAM, two made-up device ids): a test of this script, not a measurement.
+# It runs `python3` (the environment of `make setup VARIANT=cuda`, activated) or $PYTHON.
 # The numbers go to docs/benchmarks.md by hand, with the GPU they were measured on.
 set -uo pipefail
 check=false
