@@ -159,3 +159,37 @@ def test_cli_models_check_and_download_dry_run(tmp_path, monkeypatch, capsys):
     assert main(["models", "check", "--config", str(config)]) == 0
     assert main(["models", "download", "--dry-run", "--config", str(config)]) == 0
     assert f"hf download {MOLMO} --revision {MOLMO_REV}" in capsys.readouterr().out
+
+
+def test_a_revision_in_another_format_than_the_family_loads_is_one_line(tmp_path, monkeypatch):
+    """Phi-4's original hub revisions are remote code (model_type "phi4mm"); its family loads the
+    transformers-native format only, and says so before loading anything."""
+    import huggingface_hub.constants
+
+    from promptlam.config import VLMTarget
+    from promptlam.vlm.families import get_family
+    from promptlam.vlm.loading import resolve_source
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    family = get_family("phi4_multimodal")
+    model = "microsoft/Phi-4-multimodal-instruct"
+    snapshot(cache, model, "a" * 40, {"config.json": json.dumps({"model_type": "phi4mm"}), "model.safetensors": "x"})
+    target = VLMTarget(kind="vlm", family="phi4_multimodal", model=model, revision="a" * 40, prompt=PROMPT)
+    with pytest.raises(UserError) as error:
+        resolve_source(target, family, "targets.phi")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("targets.phi.revision: ")
+    assert "model_type 'phi4mm'" in message and "'phi4_multimodal'" in message
+
+    native = "b" * 40  # a snapshot in the family's format passes (in another cache: snapshot() reuses blob names)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub2"))
+    snapshot(tmp_path / "hub2", model, native, {"config.json": json.dumps({"model_type": "phi4_multimodal"}),
+                                                "model.safetensors": "x"})
+    assert resolve_source(target.model_copy(update={"revision": native}), family, "targets.phi").commit == native
+
+    folder = tmp_path / "saved"  # a local folder gets the same check
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "phi4mm"}))
+    with pytest.raises(UserError, match=r"^targets.phi.model: .*model_type 'phi4mm'"):
+        resolve_source(target.model_copy(update={"model": str(folder)}), family, "targets.phi")

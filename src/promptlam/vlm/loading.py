@@ -6,6 +6,7 @@ a one-line error that says how to download it ahead.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ def resolve_source(target: HubModel, family: Family, where: str) -> ModelSource:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise UserError(f"{where}.model: {local} has no config.json (expected a saved transformers model)")
+        check_model_type(local, family, f"{where}.model")
         return ModelSource(str(local), target.model, target.revision, None)
     if target.model.startswith((".", "/", "~")) or target.model.count("/") != 1:
         raise UserError(f"{where}.model: {target.model!r} is neither a folder nor a hub id like 'org/name'")
@@ -61,7 +63,23 @@ def resolve_source(target: HubModel, family: Family, where: str) -> ModelSource:
     if folder is None:
         raise UserError(f"{where}.model: {target.model} at revision {target.revision} {why}; nothing is downloaded "
                         f"at run time: fetch it ahead with `{DOWNLOAD_COMMAND}` or `{pin.hf_command()}`")
+    check_model_type(folder, family, f"{where}.revision")
     return ModelSource(str(folder), target.model, target.revision, folder.name)
+
+
+def check_model_type(folder: Path, family: Family, where: str) -> None:
+    """A one-line error when ``folder`` holds a format of the model the family does not load (e.g.
+    a remote-code revision of a model the family loads with transformers' own classes)."""
+    if not family.model_types:
+        return
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return  # transformers reports an unreadable config.json itself
+    if model_type not in family.model_types:
+        wanted = " or ".join(repr(t) for t in family.model_types)
+        raise UserError(f"{where}: {folder}/config.json says model_type {model_type!r}; the {family.name} "
+                        f"family loads {wanted} (a revision in transformers' own format)")
 
 
 def load_config(source: ModelSource, family: Family) -> Any:

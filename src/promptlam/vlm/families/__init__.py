@@ -52,6 +52,9 @@ class Family:
     """Whether the family's models need code from their hub repository (then only at a pinned commit)."""
     supports_generation: ClassVar[bool] = True
     """Whether tokens can be generated (``generate_tokens``) through the standard ``generate``."""
+    model_types: ClassVar[tuple[str, ...]] = ()
+    """The ``model_type`` values of config.json that the family loads, where a hub repository has
+    revisions in another format (empty: not checked)."""
 
     # ------------------------------------------------------------------------------- loading
     def packaged_weights(self, target: HubModel, where: str) -> tuple[str, str] | None:

@@ -136,6 +136,7 @@ CHAT_TEMPLATE = (
 class Phi4Multimodal(Family):
     name = "phi4_multimodal"
     model_class = "AutoModelForCausalLM"
+    model_types = ("phi4_multimodal",)  # the original hub revisions are remote code ("phi4mm")
 
     def load_processor(self, path: str) -> Any:
         # AutoProcessor would import the torchvision image processor, and it drops the chat template
