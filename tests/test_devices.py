@@ -88,10 +88,29 @@ def test_gpu_commands_claim_a_device_before_their_work(tmp_path):
                           "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "0"],
                          env=environ, capture_output=True, text=True, timeout=300)
     assert "using GPU 3 (CUDA_VISIBLE_DEVICES=3)" in run.stderr
+    import torch  # a CPU build of torch would run the job on the CPU: its log says so
+    assert ("was given GPU 3, but torch" in run.stderr) == (torch.version.cuda is None)
     assert run.returncode == 2  # then the missing config file, in one line
     plain = subprocess.run([sys.executable, "-m", "promptlam", "config", "check", "--config", str(tmp_path / "none.yaml")],
                            env=environ, capture_output=True, text=True, timeout=300)
     assert "using GPU" not in plain.stderr  # a command that does not use CUDA takes no device
+
+
+def test_a_job_given_a_gpu_by_the_scheduler_says_when_torch_cannot_use_it(tmp_path):
+    import torch
+
+    def lam_train(visible):
+        environ = {**os.environ, "SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": visible, "TMPDIR": str(tmp_path)}
+        environ.pop("PROMPTLAM_GPUS", None)
+        return subprocess.run([sys.executable, "-m", "promptlam", "lam", "train", "--config", str(tmp_path / "none.yaml"),
+                               "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "0"],
+                              env=environ, capture_output=True, text=True, timeout=300)
+
+    given, hidden = lam_train("5"), lam_train("-1")
+    assert "using GPU" not in given.stderr  # SLURM's device is kept, not one of a pool
+    assert ("was given GPU 5, but torch" in given.stderr) == (torch.version.cuda is None)
+    assert "was given GPU" not in hidden.stderr
+    assert given.returncode == hidden.returncode == 2  # then the missing config file
 
 
 def test_a_target_job_takes_a_device_only_when_it_runs_a_model(tmp_path):
@@ -110,4 +129,4 @@ def test_a_target_job_takes_a_device_only_when_it_runs_a_model(tmp_path):
     for run in (model, state):  # both got as far as the (missing) rollout file: the config was valid
         assert run.returncode == 2 and "none.h5: rollout file not found" in run.stderr
     assert "using GPU 3" in model.stderr
-    assert "using GPU" not in state.stderr
+    assert "using GPU" not in state.stderr and "was given GPU" not in state.stderr

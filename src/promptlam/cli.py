@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -568,13 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_if_torch_cannot_use(device: str | None) -> None:
+    """A job given a GPU (by the pool or the scheduler) under a CPU build of torch would quietly
+    run on the CPU: say so in its log."""
+    import torch
+
+    if device and device.strip() not in ("-1", "NoDevFiles") and torch.version.cuda is None:
+        print(f"promptlam: warning: this job was given GPU {device}, but torch {torch.__version__} is a CPU build "
+              "and runs it on the CPU; GPU machines install the GPU lock (make setup VARIANT=cuda)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.gpu is True or (callable(args.gpu) and args.gpu(args)):
             from promptlam.devices import claim_gpu
 
-            claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
+            device = claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
+            _warn_if_torch_cannot_use(device or os.environ.get("CUDA_VISIBLE_DEVICES"))
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)
