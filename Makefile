@@ -9,6 +9,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 VARIANT ?= cpu
+# no: install the lock only, not promptlam itself (the container image: jobs run the checkout's src)
+INSTALL_PROJECT ?= yes
 LOCK := $(if $(filter cuda,$(VARIANT)),lock/pylock-cuda.toml,lock/pylock.toml)
 PYLOCK = $(PYTHON) lock/pylock.py
 # Where the CPU build of torch is published; asked only when pip finds no local copy of it.
@@ -40,7 +42,7 @@ $(VENV)/.installed-$(VARIANT): $(LOCK) pyproject.toml constraints-cpu.txt lock/p
 	  echo "No local copy of the locked build of torch; fetching it from $(TORCH_INDEX)"; \
 	  $(PIP_INSTALL) -r $(VENV)/lock-torch.txt --extra-index-url $(TORCH_INDEX); }
 	$(PIP_INSTALL) --no-build-isolation -r $(VENV)/lock-rest.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	if [ "$(INSTALL_PROJECT)" = yes ]; then $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .; fi
 	$(BIN)/python -m pip check
 	touch $@
 endif

@@ -22,6 +22,11 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "rules/common.smk"
 
 
+# Used only with `--sdm apptainer` (docs/install.md, Containers): the locked environment as an
+# image, for clusters where the pip or Nix environment is not an option.
+container: IMAGE
+
+
 # Jobs of seconds: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
     all,

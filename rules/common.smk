@@ -4,13 +4,14 @@
 import functools
 import json
 import re
-import shlex
 import sys
 
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from promptlam.cluster import slurm_setup_error
 from promptlam.config import ConfigError, validate_config
+from promptlam.container import cli_shell_function, image_path, missing_image_error
 from promptlam.errors import UserError
 from promptlam.methods import MODEL_TARGET_KINDS
 from promptlam.runs import (
@@ -53,6 +54,16 @@ if workflow.is_main_process:
     if message := slurm_setup_error(RAW_RESOURCES):
         stop(message)
 
+# The container every rule runs in under `--sdm apptainer` (container/promptlam.def); without that
+# option the directive is unused and jobs run in the environment running Snakemake.
+IMAGE = image_path(workflow.basedir)
+if (
+    workflow.is_main_process
+    and DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method
+):
+    if message := missing_image_error(IMAGE):
+        stop(message)
+
 # Fails before any job starts, naming the key in one line: first the typed config (it fills in
 # defaults and checks cross-key constraints), then the JSON schema, as Snakemake validates.
 # (Snakemake's own default filling would merge the defaults of every target kind into each target.)
@@ -79,19 +90,19 @@ if CFG.distractors.enabled and CFG.distractors.source == "folder":
 # ---- Calling the CLI ---------------------------------------------------------------------------
 
 # Rules call the CLI as `promptlam ...`: a shell function that runs the package with the
-# interpreter running Snakemake, whatever PATH says (on a cluster node the job's own Snakemake
-# defines it again). Bash jobs keep Snakemake's strict mode.
+# interpreter running Snakemake, or inside the container image with the image's interpreter
+# (promptlam.container). Bash jobs keep Snakemake's strict mode.
 STRICT_MODE = (
     "set -euo pipefail; "
     if os.path.basename(shell.get_executable() or "") == "bash"
     else ""
 )
-# (shell.prefix formats its argument as a rule's command is: doubled braces stay braces)
+# (shell.prefix formats its argument as a rule's command is: braces are doubled to stay braces)
 shell.prefix(
     STRICT_MODE
-    + "promptlam() {{ "
-    + shlex.quote(sys.executable)
-    + ' -m promptlam "$@"; }}; '
+    + cli_shell_function(workflow.basedir, sys.executable)
+    .replace("{", "{{")
+    .replace("}", "}}")
 )
 
 
