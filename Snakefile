@@ -22,8 +22,8 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "rules/common.smk"
 
 
-# Used only with `--sdm apptainer` (docs/install.md, Containers): the locked environment as an
-# image, for clusters where the pip or Nix environment is not an option.
+# Used only with `--sdm apptainer` (docs/install.md, Containers): every job in an image of the lock,
+# for nodes whose system libraries differ from those of the machine that installed .venv or Nix.
 container: IMAGE
 
 

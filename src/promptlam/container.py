@@ -23,6 +23,7 @@ BUILD_COMMAND = "apptainer build container/promptlam.sif container/promptlam.def
 def cli_shell_function(checkout: str, host_python: str) -> str:
     """The bash definition of ``promptlam`` for a workflow whose Snakefile lies in ``checkout``."""
     root = shlex.quote(checkout)
+    # echo's text is single-quoted: the quotes around {root} end it and start it again
     not_visible = (
         f"promptlam: error: the checkout '{root}' is not visible inside the container: "
         f"run Snakemake from it, or add --apptainer-args \"--bind '{root}'\""
