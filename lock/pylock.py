@@ -57,6 +57,7 @@ class Variant:
     lock: Path
     extras: tuple[str, ...]
     constraints: Path | None  # constraint lines resolved with (and recorded in the inputs)
+    pypi_torch: bool          # torch from PyPI (its CUDA build), never a local copy of the CPU build
 
     @property
     def make_lock(self) -> str:
@@ -65,9 +66,10 @@ class Variant:
 
 
 VARIANTS = {
-    "cpu": Variant("cpu", LOCK, ("test", "efficientnet"), CONSTRAINTS),
+    "cpu": Variant("cpu", LOCK, ("test", "efficientnet"), CONSTRAINTS, pypi_torch=False),
     # PyPI's torch is the CUDA build, with which torchvision (the `molmo` extra) installs.
-    "cuda": Variant("cuda", ROOT / "lock" / "pylock-cuda.toml", ("test", "efficientnet", "molmo"), None),
+    "cuda": Variant("cuda", ROOT / "lock" / "pylock-cuda.toml", ("test", "efficientnet", "molmo"), None,
+                    pypi_torch=True),
 }
 CPU = VARIANTS["cpu"]
 
@@ -301,7 +303,7 @@ def generate(torch_index: str, variant: Variant = CPU) -> None:
         env.pop("PIP_EXTRA_INDEX_URL", None)
         links = local_torch_wheel(pins)
         sources = ["--index-url", INDEX]
-        if variant.name == "cuda":  # PyPI's torch; a local CPU copy must not stand in for it
+        if variant.pypi_torch:  # a local copy of the CPU build must not stand in for it
             env.pop("PIP_FIND_LINKS", None)
             torch_source = INDEX
         elif links:  # a local copy of the CPU wheel: no need to reach the torch index

@@ -83,6 +83,14 @@ def snakemake(workdir, environ, *args):
     return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=1800)  # runaway limit
 
 
+def standin_image(tmp_path):
+    """A stand-in image whose %environment names a recording interpreter; (image, its log)."""
+    python, log = recorder(tmp_path, "image-python")
+    image = tmp_path / "promptlam.sif"
+    image.write_text(f"PROMPTLAM_PYTHON={python}\n")
+    return image, log
+
+
 def apptainer_env(tmp_path, image):
     return {**os.environ, "PATH": f"{STANDIN}:{os.environ['PATH']}", "FAKE_APPTAINER": str(tmp_path / "apptainer"),
             "PROMPTLAM_IMAGE": str(image)}
@@ -97,9 +105,7 @@ def test_an_apptainer_run_without_the_image_stops_before_any_job_in_one_line(tmp
 
 @pytest.mark.workflow
 def test_every_job_runs_in_the_image_with_the_images_interpreter(tmp_path):
-    python, log = recorder(tmp_path, "image-python")
-    image = tmp_path / "promptlam.sif"
-    image.write_text(f"PROMPTLAM_PYTHON={python}\n")  # the stand-in image: its %environment
+    image, log = standin_image(tmp_path)
     environ = apptainer_env(tmp_path, image)
     run = snakemake(tmp_path, environ, "--apptainer-args=--nv", TARGET)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -116,9 +122,7 @@ def test_every_job_runs_in_the_image_with_the_images_interpreter(tmp_path):
 
 @pytest.mark.workflow
 def test_under_slurm_each_jobs_own_snakemake_runs_it_in_the_image(tmp_path):
-    python, log = recorder(tmp_path, "image-python")
-    image = tmp_path / "promptlam.sif"
-    image.write_text(f"PROMPTLAM_PYTHON={python}\n")
+    image, log = standin_image(tmp_path)
     environ = cluster_env(tmp_path, FAKE_APPTAINER=str(tmp_path / "apptainer"), PROMPTLAM_IMAGE=str(image))
     environ["PATH"] = f"{STANDIN}:{environ['PATH']}"  # beside the SLURM stand-ins
     rollouts = "data/rollouts/train/reach-v3.h5"

@@ -82,11 +82,16 @@ def test_a_killed_job_frees_its_device(tmp_path):
     assert claim_device(["5"], lock_dir, poll_seconds=0.01) == "5"
 
 
+def lam_train_without_config(tmp_path, environ):
+    """`lam train` on a missing config file: it claims its GPU, then stops in one line."""
+    return subprocess.run([sys.executable, "-m", "promptlam", "lam", "train", "--config", str(tmp_path / "none.yaml"),
+                           "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "0"],
+                          env=environ, capture_output=True, text=True, timeout=300)
+
+
 def test_gpu_commands_claim_a_device_before_their_work(tmp_path):
     environ = {**os.environ, "PROMPTLAM_GPUS": "3", "TMPDIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "promptlam", "lam", "train", "--config", str(tmp_path / "none.yaml"),
-                          "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "0"],
-                         env=environ, capture_output=True, text=True, timeout=300)
+    run = lam_train_without_config(tmp_path, environ)
     assert "using GPU 3 (CUDA_VISIBLE_DEVICES=3)" in run.stderr
     import torch  # a CPU build of torch would run the job on the CPU: its log says so
     assert ("was given GPU 3, but torch" in run.stderr) == (torch.version.cuda is None)
@@ -102,9 +107,7 @@ def test_a_job_given_a_gpu_by_the_scheduler_says_when_torch_cannot_use_it(tmp_pa
     def lam_train(visible):
         environ = {**os.environ, "SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": visible, "TMPDIR": str(tmp_path)}
         environ.pop("PROMPTLAM_GPUS", None)
-        return subprocess.run([sys.executable, "-m", "promptlam", "lam", "train", "--config", str(tmp_path / "none.yaml"),
-                               "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "0"],
-                              env=environ, capture_output=True, text=True, timeout=300)
+        return lam_train_without_config(tmp_path, environ)
 
     given, hidden = lam_train("5"), lam_train("-1")
     assert "using GPU" not in given.stderr  # SLURM's device is kept, not one of a pool

@@ -585,8 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpu is True or (callable(args.gpu) and args.gpu(args)):
             from promptlam.devices import claim_gpu
 
-            device = claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
-            _warn_if_torch_cannot_use(device or os.environ.get("CUDA_VISIBLE_DEVICES"))
+            claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
+            # the pool's device, or the scheduler's: both are in CUDA_VISIBLE_DEVICES now
+            _warn_if_torch_cannot_use(os.environ.get("CUDA_VISIBLE_DEVICES"))
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 IMAGE_VARIABLE = "PROMPTLAM_IMAGE"
 DEFAULT_IMAGE = os.path.join("container", "promptlam.sif")
-BUILD_COMMAND = "apptainer build container/promptlam.sif container/promptlam.def"
+BUILD_COMMAND = f"apptainer build {DEFAULT_IMAGE} container/promptlam.def"
 
 
 def cli_shell_function(checkout: str, host_python: str) -> str:

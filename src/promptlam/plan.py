@@ -77,7 +77,7 @@ def measured_units(folder: str | Path) -> dict[str, UnitCost]:
     return UNIT_COSTS | {
         "gpu_flops_per_second": UnitCost(
             mfu * H100_BF16_DENSE_FLOPS, "FLOP/s",
-            f"{mfu:.0%} MFU of 989 TFLOP/s: a 7B-sized model in bf16 on {target.get('machine')} ({folder})", True),
+            f"{mfu:.0%} MFU of {H100_BF16_DENSE_FLOPS / 1e12:g} TFLOP/s: a 7B-sized model in bf16 on {target.get('machine')} ({folder})", True),
         "lam_gpu_samples_per_second": UnitCost(
             samples, "samples/s", f"the `lam train` loop at {lam.get('resolution')} px, batch {lam.get('batch_size')},"
                                   f" on {lam.get('machine')} ({folder})", True),
