@@ -68,6 +68,15 @@ rule all:
         TRANSFER,
 
 
+# Under profiles/slurm, every submitted job is capped at its partition's limits (promptlam.slurm).
+fit_jobs_to_partitions()
+
+
+onstart:
+    # under profiles/slurm: jobs that fit no partition, jobs a killed run left, SIGTERM
+    slurm_onstart()
+
+
 onsuccess:
     # the paper's claims beside this run, when this run built them (an older summary may
     # describe another config)

@@ -9,7 +9,13 @@ import sys
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from promptlam.cluster import slurm_setup_error
+from promptlam.cluster import (
+    PARTITIONS_VARIABLE,
+    accounting_enabled,
+    cluster_error,
+    is_slurm_run,
+    read_partitions,
+)
 from promptlam.config import ConfigError, validate_config
 from promptlam.container import cli_shell_function, image_path, missing_image_error
 from promptlam.errors import UserError
@@ -51,8 +57,41 @@ if workflow.is_main_process:
             f"--configfile replaced the profile's own config file {profile_configfile}: "
             f"name it first, --configfile {profile_configfile} <yours>"
         )
-    if message := slurm_setup_error(RAW_RESOURCES):
+    # the environment, the partitions file against the cluster (sinfo), the account (sacctmgr)
+    if message := cluster_error(RAW_RESOURCES):
         stop(message)
+
+# profiles/slurm (promptlam.slurm): jobs sized to their partitions, in the main Snakemake and in
+# each job's own; in the main one, the executor's work-arounds and, at start, the checks and the
+# stop handler (slurm_onstart, the Snakefile's onstart).
+# (A job's own Snakemake finds the file in the environment sbatch passes on to the job.)
+PARTITIONS_FILE = os.environ.get(PARTITIONS_VARIABLE, "")
+SLURM = is_slurm_run(RAW_RESOURCES) and os.path.isfile(PARTITIONS_FILE)
+if SLURM:
+    from promptlam import slurm
+
+    PARTITIONS = read_partitions(PARTITIONS_FILE)
+    if workflow.is_main_process:
+        slurm.patch_executor(accounting=accounting_enabled())
+
+
+def fit_jobs_to_partitions():
+    """Called after all the rules exist, to cap each submitted job at its partition's limits."""
+    if SLURM:
+        slurm.fit_rules_to_partitions(workflow, PARTITIONS, PARTITIONS_FILE)
+
+
+def slurm_onstart():
+    """Before the first submission: stop in one line when a job fits no partition, cancel jobs a
+    killed earlier run left, and make SIGTERM cancel this run's jobs as Ctrl-C does."""
+    if not (SLURM and workflow.is_main_process):
+        return
+    jobs = list(workflow.dag.needrun_jobs())
+    if message := slurm.jobs_that_fit_nowhere(jobs, PARTITIONS, PARTITIONS_FILE):
+        stop(message)
+    slurm.cancel_orphans(workflow.workdir_init)
+    slurm.stop_on_signal()
+
 
 # The container every rule runs in under `--sdm apptainer` (container/promptlam.def); without that
 # option the directive is unused and jobs run in the environment running Snakemake.
@@ -112,6 +151,10 @@ def config_json(sections):
     Passing only what a stage reads keeps Snakemake from rerunning it when an unrelated key
     changes (params are part of a job's rerun triggers).
     """
+    if (
+        CFG.torch_threads is not None
+    ):  # (absent when unset: existing results keep their params)
+        sections = {**sections, "torch_threads": CFG.torch_threads}
     return json.dumps(sections, sort_keys=True, separators=(",", ":"))
 
 

@@ -52,3 +52,61 @@ def rollout_path(tmp_path_factory, config) -> Path:
         warnings.simplefilter("ignore")
         collect(config, "reach-v3", "train", path)
     return path
+
+
+# ---- The smoke profile end to end (tests/test_workflow.py; tests/test_slurm.py compares with it) --
+
+
+def smoke_snakemake(workdir, *args):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--profile", str(REPO / "profiles/smoke"), "--directory", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800)  # runaway limit, not a benchmark
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Everything the smoke profile defines, built once per session as `make smoke` builds it."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    run = smoke_snakemake(workdir)  # the default target
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (workdir / "snakemake-output.txt").write_text(run.stdout + run.stderr)
+    return workdir
+
+
+# ---- A real SLURM cluster (tests/slurm/cluster.sh) ---------------------------------------------
+
+CLUSTER_SCRIPT = REPO / "tests/slurm/cluster.sh"
+
+
+def _cluster_unavailable() -> str | None:
+    """Why no one-node SLURM can be started here, or None."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "not root (tests/slurm/cluster.sh starts system daemons)"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install slurm-wlm slurmdbd munge mariadb-server"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM 22.05 with accounting on this machine for the session, stopped after it
+    (daemons ended, /etc/slurm as before). Skips in one line where it cannot start, except under
+    CI=true, where that fails the run."""
+    import subprocess
+
+    reason = _cluster_unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no SLURM cluster can start here: {reason}")
+        pytest.skip(f"no SLURM cluster: {reason}")
+    for command in ("install", "stop", "start"):  # stop: the leftovers of an aborted session
+        done = subprocess.run([str(CLUSTER_SCRIPT), command], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0 and command != "stop":
+            pytest.fail(f"tests/slurm/cluster.sh {command} failed: {(done.stderr or done.stdout).strip()[-2000:]}")
+    yield CLUSTER_SCRIPT
+    subprocess.run([str(CLUSTER_SCRIPT), "stop"], capture_output=True, text=True, timeout=300)

@@ -11,7 +11,7 @@ from promptlam.config import (
 )
 from promptlam.tasks import MT10
 
-from conftest import REPO
+from conftest import REPO, tiny_config
 
 
 def test_defaults_are_valid_and_paper_scale():
@@ -145,3 +145,20 @@ def test_a_dry_run_stops_in_one_line_on_a_model_it_would_need_but_not_once_the_t
     (tmp_path / target).parent.mkdir(parents=True)
     (tmp_path / target).touch()  # computed elsewhere: nothing to load here
     assert dry_run().returncode == 0
+
+
+def test_torch_threads_sets_torch_in_every_command_and_is_recorded(tmp_path):
+    """The config key `torch_threads`: each command's torch computes with that many threads (the
+    bytes of trained weights depend on it), and a run's record says so."""
+    from promptlam.runs import RunKey, run_record
+
+    script = ("import sys, torch; from promptlam.cli import main; torch.set_num_threads(2); "
+              "code = main(sys.argv[1:]); print(torch.get_num_threads()); raise SystemExit(code)")
+    for overrides, threads in (('{"torch_threads": 1}', "1"), ("{}", "2")):
+        done = subprocess.run([sys.executable, "-c", script, "plan", "--config", str(REPO / "config.yaml"),
+                               "--config-json", overrides, "fig1"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == threads
+    run = RunKey("lapo", "pixels", "absolute", 16, 0)
+    assert "torch_threads" not in run_record(tiny_config(), run, ["reach-v3"])
+    assert run_record(tiny_config(torch_threads=1), run, ["reach-v3"])["torch_threads"] == 1

@@ -121,15 +121,16 @@ def test_every_job_runs_in_the_image_with_the_images_interpreter(tmp_path):
 
 
 @pytest.mark.workflow
-def test_under_slurm_each_jobs_own_snakemake_runs_it_in_the_image(tmp_path):
+def test_under_slurm_each_jobs_own_snakemake_runs_it_in_the_image(tmp_path, slurm_cluster):
+    """On the real one-node SLURM (tests/slurm/cluster.sh), apptainer still a stand-in."""
     image, log = standin_image(tmp_path)
     environ = cluster_env(tmp_path, FAKE_APPTAINER=str(tmp_path / "apptainer"), PROMPTLAM_IMAGE=str(image))
-    environ["PATH"] = f"{STANDIN}:{environ['PATH']}"  # beside the SLURM stand-ins
+    environ["PATH"] = f"{STANDIN}:{environ['PATH']}"
     rollouts = "data/rollouts/train/reach-v3.h5"
     run = slurm_snakemake(tmp_path, environ, "--software-deployment-method", "apptainer",
-                          "--apptainer-args=--nv --bind /data", "--slurm-init-seconds-before-status-checks", "1", rollouts)
+                          "--apptainer-args=--nv --bind /data", rollouts)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert (tmp_path / rollouts).exists() and [rule for rule, _ in submissions(environ)] == ["rollouts"]
+    assert (tmp_path / rollouts).exists() and submissions(tmp_path) == ["rollouts"]
     [args] = [path.read_bytes().decode().split("\0")[:-1] for path in Path(environ["FAKE_APPTAINER"], "calls").glob("*.args")]
     assert args[:6] == ["exec", "--home", str(tmp_path), "--nv", "--bind", "/data"] and args[-4] == str(image)
     assert log.read_text().startswith("-m promptlam rollouts collect --task reach-v3 --split train")

@@ -1,6 +1,5 @@
 """End to end: the workflow on the smoke profile, run by Snakemake as a user would run it."""
 
-import subprocess
 import sys
 
 import imageio.v3 as iio
@@ -10,24 +9,9 @@ from promptlam.config import load_config
 from promptlam.data.labelled import LabelledSubset
 from promptlam.data.rollout_file import RolloutFile
 
-from conftest import REPO
+from conftest import REPO, smoke_snakemake as snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, *args):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--profile", str(REPO / "profiles/smoke"), "--directory", str(workdir), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800)  # runaway limit, not a benchmark
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    run = snakemake(workdir)  # the default target: everything the smoke profile defines
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (workdir / "snakemake-output.txt").write_text(run.stdout + run.stderr)
-    return workdir
 
 
 def test_rollout_rules_build_every_artifact(smoke_run):

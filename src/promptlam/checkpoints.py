@@ -8,6 +8,7 @@ config (the differing key named). Shared by LAM and BC training.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def load_checkpoint(path: Path, record: dict[str, Any], remedy: str) -> dict[str
     except Exception as exc:  # torch raises many types for a damaged file
         raise UserError(f"{path}: corrupt checkpoint ({type(exc).__name__}); delete it to train from the start") from None
     check_record(path, stored, record, remedy)
+    # in the job's log: a rerun after a kill (a scancel, a node failure) goes on from here
+    print(f"promptlam: resuming from {path} at step {checkpoint.get('step')}", file=sys.stderr, flush=True)
     return checkpoint
 
 

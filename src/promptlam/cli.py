@@ -401,6 +401,31 @@ def cmd_plan(args: argparse.Namespace) -> None:
         with atomic_output(args.csv) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
     print(format_plan(rows, units))
+    if args.partitions:
+        from promptlam.cluster import read_partitions
+        from promptlam.placement import format_placement, read_profile
+        from promptlam.plan import Work, figure_work
+
+        work = Work()
+        for name in args.figures or known:
+            work = work | figure_work(config, name)
+        print()
+        print(format_placement(config, work, read_profile(args.profile), read_partitions(args.partitions), args.partitions))
+
+
+# --------------------------------------------------------------------------------------- slurm
+def cmd_slurm_partitions(args: argparse.Namespace) -> None:
+    from promptlam.cluster import cluster_partitions, partitions_yaml
+    from promptlam.io import atomic_output
+
+    text = partitions_yaml(cluster_partitions())
+    if args.out is None:
+        print(text, end="")
+        return
+    with atomic_output(args.out) as tmp:
+        Path(tmp).write_text(text)
+    print(f"{args.out}: the limits of this cluster's partitions (sinfo); "
+          f"export SNAKEMAKE_SLURM_PARTITIONS={Path(args.out).resolve()}")
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -532,6 +557,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--csv", help="also write the table here")
     sub.add_argument("--measured", metavar="DIR", help="GPU unit costs from bench/gpu.sh's results in DIR "
                                                        "(default: the assumptions printed)")
+    sub.add_argument("--partitions", metavar="FILE", help="also say where each rule's jobs go on a cluster with "
+                                                          "these partitions (profiles/slurm's partitions file)")
+    sub.add_argument("--profile", default="profiles/slurm", metavar="DIR",
+                     help="the Snakemake profile whose threads and resources the jobs ask (default: profiles/slurm)")
+
+    slurm = stages.add_parser("slurm", help="the SLURM cluster profiles/slurm runs on").add_subparsers(
+        dest="command", required=True)
+    sub = slurm.add_parser("partitions", help="write a partitions file stating this cluster's limits (sinfo)",
+                           description="The partitions file of profiles/slurm, from `sinfo`: each partition with "
+                                       "the CPUs, memory, time limit and GPUs of its largest node.")
+    sub.set_defaults(handler=cmd_slurm_partitions, gpu=False)
+    sub.add_argument("--out", help="file to write (default: print it)")
 
     figures = stages.add_parser("figures", help="figures and the tables behind them").add_subparsers(dest="command", required=True)
 
@@ -588,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
             claim_gpu()  # one GPU of the machine's pool for this process, before CUDA starts
             # the pool's device, or the scheduler's: both are in CUDA_VISIBLE_DEVICES now
             _warn_if_torch_cannot_use(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if args.stage != "config" and "config_json" in vars(args) and _config(args).torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(_config(args).torch_threads)  # config key torch_threads
         args.handler(args)
     except UserError as exc:
         print(f"promptlam: error: {exc}", file=sys.stderr)

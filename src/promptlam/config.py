@@ -981,6 +981,12 @@ class Config(Section):
     machine); false: no job asks, for a machine or cluster without GPUs. Targets of tiny local
     models never ask. Changes no result, only where jobs run."""
 
+    torch_threads: int | None = Field(None, ge=1)
+    """Threads torch computes with in each job (`torch.set_num_threads`); null: as many as the
+    job has (its Snakemake threads). The last bits of every trained weight depend on it (torch's
+    reductions split by thread), so a fixed value gives the same bytes wherever a job runs: a
+    laptop, or a SLURM node that gives the job more CPUs. Evaluation always uses one."""
+
     @field_validator("targets")
     @classmethod
     def _target_names(cls, targets: dict[str, Any]) -> dict[str, Any]:

@@ -223,7 +223,7 @@ def _save_figure(fig, pdf: Path) -> None:
     from promptlam.io import atomic_output
 
     with atomic_output(pdf) as tmp:
-        fig.savefig(tmp, format="pdf")
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})  # the same bytes each run
     plt.close(fig)
 
 

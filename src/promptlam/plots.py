@@ -77,8 +77,13 @@ def plot_fig1(panels: list[Panel], out_pdf: Path, scale: str = "raw", title: str
                               np.maximum(rows["iqm_high"].to_numpy(dtype=float) - iqm, 0.0)])
             ax.bar(x, iqm, color=colours, width=0.7, zorder=1)
             ax.errorbar(x, iqm, yerr=yerr, fmt="none", ecolor="black", capsize=4, linewidth=1.2, zorder=2)
-            sns.stripplot(data=dots, x="label", y="success", order=labels, color="black", size=3.5,
-                          alpha=0.7, jitter=0.15, ax=ax, zorder=3)
+            # one dot per seed, jittered along x by a generator of its own (seaborn's stripplot
+            # draws from NumPy's global one: the figure's bytes changed from run to run)
+            jitter = np.random.default_rng(0)
+            for position, label in enumerate(labels):
+                seeds = dots.loc[dots["label"] == label, "success"].to_numpy(dtype=float)
+                ax.scatter(position + jitter.uniform(-0.15, 0.15, len(seeds)) * (len(seeds) > 1), seeds,
+                           s=3.5 ** 2, color="black", alpha=0.7, linewidths=0, zorder=3)
             if panel.floor is not None and scale == "raw":
                 ax.axhline(panel.floor, color="grey", linestyle="--", linewidth=1.2, zorder=4,
                            label=f"random actions {panel.floor:.2f}")
@@ -98,7 +103,8 @@ def plot_fig1(panels: list[Panel], out_pdf: Path, scale: str = "raw", title: str
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         with atomic_output(out_pdf) as tmp:
-            fig.savefig(tmp, format="pdf")  # the temporary name ends in .tmp, so say the format
+            # (the temporary name ends in .tmp, so say the format; no creation date: same bytes each run)
+            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
     finally:
         plt.close(fig)
 

@@ -162,6 +162,8 @@ def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
     record["config"]["lam"]["runs"] = []  # the list of runs to train changes no single run
     if run.target in config.targets:
         record["target"] = config.targets[run.target].model_dump(mode="json")
+    if config.torch_threads is not None:  # the weights' last bits depend on it
+        record["torch_threads"] = config.torch_threads
     return record
 
 
@@ -176,6 +178,8 @@ def policy_record(config: Config, key: PolicyKey, tasks: list[str]) -> dict[str,
     record = {"stage": "bc", "seed": key.seed, "tasks": tasks, "frames": key.frames,
               "config": config.section("seed", "bc") | {"frame_stack": config.lam.frame_stack},
               "lam": run_record(config, key.lam, tasks) if key.lam else None}
+    if config.torch_threads is not None:
+        record["torch_threads"] = config.torch_threads
     return _without_full_data(record | {"trajectories": key.screening})
 
 
