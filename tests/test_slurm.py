@@ -93,8 +93,10 @@ def test_a_job_goes_where_it_fits_and_is_capped_where_it_fits_nowhere():
 
 
 def test_job_states_are_read_by_their_first_word():
-    assert first_word_states({"7": "CANCELLED by 0", "8": "RUNNING", "9": ""}) == {
-        "7": "CANCELLED", "8": "RUNNING", "9": ""}
+    assert first_word_states({"7": "CANCELLED by 0", "8": "RUNNING", "9": "", "10": "PREEMPTED"}) == {
+        "7": "CANCELLED", "8": "RUNNING", "9": "", "10": "PREEMPTED"}
+    # jobs SLURM does not requeue: a preemption ended them
+    assert first_word_states({"10": "PREEMPTED"}, preempted_end=True) == {"10": "CANCELLED"}
     assert first_word_states(None) is None
 
 
@@ -448,6 +450,30 @@ def test_sigterm_ends_the_run_within_a_minute_and_cancels_its_running_and_pendin
     rerun = snakemake(tmp_path, cluster_env(tmp_path), *ROLLOUTS)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert all((tmp_path / path).exists() for path in ROLLOUTS)
+
+
+@pytest.mark.workflow
+def test_a_preempted_job_is_submitted_again_and_resumes(tmp_path, slurm_cluster):
+    """A job of a partition of a higher PriorityTier (as a site's priority queue) preempts the
+    running LAM job; SLURM (PreemptMode=REQUEUE) does not requeue it, since the profile says
+    no-requeue, so the run submits it again."""
+    node = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["scontrol", "create", "PartitionName=urgent", f"Nodes={node}", "PriorityTier=10"], check=True)
+    try:
+        run = subprocess.Popen(command(tmp_path, RUN), env=cluster_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        lam = wait_for(lambda: checkpointed_lam_job(tmp_path), 600, "a checkpointed LAM job")
+        subprocess.run(["sbatch", "--account=promptlam-test", "--partition=urgent", f"--cpus-per-task={os.cpu_count()}",
+                        "--mem=500", "--output=/dev/null", "--wrap=sleep 5"], check=True, cwd="/tmp", capture_output=True)
+        _, stderr = run.communicate(timeout=900)
+    finally:
+        wait_for(lambda: not queue(), 120, "an empty queue")
+        subprocess.run(["scontrol", "delete", "PartitionName=urgent"], check=True)
+    assert run.returncode == 0, stderr[-3000:]
+    assert f"promptlam: SLURM job {lam['id']} was preempted: with no-requeue SLURM does not run it again; " \
+           "it is submitted again" in stderr
+    assert [job["state"] for job in jobs(tmp_path) if job["comment"] == lam["comment"]] == ["PREEMPTED", "COMPLETED"]
+    assert "promptlam: resuming from" in Path(tmp_path, "logs/lam/lapo/pixels/absolute/ld16/s0.log").read_text()
 
 
 @pytest.fixture

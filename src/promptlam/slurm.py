@@ -13,8 +13,9 @@ real cluster does"); tests/test_slurm.py shows each against one:
 - `jobs_that_fit_nowhere`: the run stops in one line before its first submission when a job
   needs what no partition has (GPUs, a GPU model, a named partition).
 - `patch_executor`: (1) sacct reports a cancelled job as ``CANCELLED by <uid>``, which the plugin
-  compares with ``CANCELLED`` and so waits for ever for a job an admin, a preemption or scancel
-  ended: states are read by their first word; (2) the plugin lets the wait between two status
+  compares with ``CANCELLED`` and so waits for ever for a job an admin or scancel ended: states
+  are read by their first word; and a preempted job, which the plugin leaves to SLURM to resume,
+  is submitted again when the profile told SLURM never to requeue it (`slurm-no-requeue`); (2) the plugin lets the wait between two status
   queries grow to 180 s: it is capped (``PROMPTLAM_SLURM_STATUS_SECONDS``, default 30) so that a
   stopped run ends within a minute; (3) a failed node is excluded from later submissions for the
   whole run, which on a cluster with one such node (or all of its GPU nodes failing once) leaves
@@ -173,11 +174,17 @@ def status_seconds(environ=os.environ) -> int:
     return seconds
 
 
-def first_word_states(states: dict[str, str] | None) -> dict[str, str] | None:
-    """Job states by their first word: sacct says ``CANCELLED by 0`` for ``CANCELLED``."""
+def first_word_states(states: dict[str, str] | None, preempted_end: bool = False) -> dict[str, str] | None:
+    """Job states by their first word: sacct says ``CANCELLED by 0`` for ``CANCELLED``. With
+    ``preempted_end`` (jobs submitted with --no-requeue, which SLURM never runs again after a
+    preemption), ``PREEMPTED`` reads as ``CANCELLED``, which the plugin submits again; it would
+    otherwise wait for ever for a job it thinks SLURM will resume."""
     if states is None:
         return None
-    return {job: state.split()[0] if state.strip() else state for job, state in states.items()}
+    words = {job: state.split()[0] if state.strip() else state for job, state in states.items()}
+    if preempted_end:
+        words = {job: "CANCELLED" if state == "PREEMPTED" else state for job, state in words.items()}
+    return words
 
 
 def patch_executor(accounting: bool) -> None:
@@ -199,11 +206,18 @@ def patch_executor(accounting: bool) -> None:
     cap = status_seconds()
     query, post_init, check = plugin.query_job_status, executor.__post_init__, executor.check_active_jobs
 
+    preempted: set[str] = set()
+
     async def query_job_status(command, logger):
         if not accounting and command.split()[0] == "sacct" and RUN.executor is not None:
             command = plugin.query_job_status_squeue(RUN.executor.run_uuid)
         states, seconds = await query(command, logger)
-        return first_word_states(states), seconds
+        no_requeue = RUN.executor is not None and getattr(RUN.executor.workflow.executor_settings, "no_requeue", False)
+        for job in {job for job, state in (states or {}).items() if state.startswith("PREEMPTED")} - preempted:
+            preempted.add(job)
+            say(f"SLURM job {job} was preempted" + (
+                ": with no-requeue SLURM does not run it again; it is submitted again" if no_requeue else ""))
+        return first_word_states(states, preempted_end=no_requeue), seconds
 
     def __post_init__(self, *args, **kwargs):
         post_init(self, *args, **kwargs)

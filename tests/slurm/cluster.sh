@@ -15,7 +15,9 @@
 # The node is this machine (all its CPUs, its memory less 2 GB for the system) in two partitions
 # of the same node: `main` (the default, no GPUs) and `gpu` with GRES gpu:2, whose "GPUs" are two
 # character devices that are not GPUs (SLURM schedules them and sets CUDA_VISIBLE_DEVICES; no
-# CUDA behind them). Account `promptlam-test` for root and the invoking user.
+# CUDA behind them). Account `promptlam-test` for root and the invoking user. Preemption by
+# partition priority (PreemptMode=REQUEUE): a partition of a higher PriorityTier, created with
+# `scontrol create PartitionName=urgent Nodes=$(hostname -s) PriorityTier=10`, preempts jobs.
 # Everything but the three files in /etc/slurm lives in $PROMPTLAM_SLURM_STATE (default
 # /tmp/promptlam-slurm); `stop` removes the files it wrote in /etc/slurm, and it refuses to
 # overwrite a slurm.conf it did not write.
@@ -100,6 +102,9 @@ JobAcctGatherType=jobacct_gather/none
 ReturnToService=2
 SlurmdTimeout=10
 SchedulerType=sched/backfill
+# a partition of a higher PriorityTier (the tests create one) preempts jobs of the others: cancelled
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$node CPUs=$cpus RealMemory=$mem_mb Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes=$node Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$node MaxTime=INFINITE State=UP
@@ -273,5 +278,5 @@ case "${1:-}" in
     status) cmd_status ;;
     slurmd-stop) need_root; stop_pidfile "$STATE/run/slurmd.pid"; kill_jobs ;;
     slurmd-start) need_root; start_slurmd ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
