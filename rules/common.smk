@@ -10,11 +10,13 @@ from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from promptlam.cluster import (
+    ACCOUNT_VARIABLE,
     PARTITIONS_VARIABLE,
     accounting_enabled,
     cluster_error,
     is_slurm_run,
     read_partitions,
+    slurm_setup_error,
 )
 from promptlam.config import ConfigError, validate_config
 from promptlam.container import cli_shell_function, image_path, missing_image_error
@@ -57,22 +59,30 @@ if workflow.is_main_process:
             f"--configfile replaced the profile's own config file {profile_configfile}: "
             f"name it first, --configfile {profile_configfile} <yours>"
         )
-    # the environment, the partitions file against the cluster (sinfo), the account (sacctmgr)
-    if message := cluster_error(RAW_RESOURCES):
+    if message := slurm_setup_error(RAW_RESOURCES):
         stop(message)
 
 # profiles/slurm (promptlam.slurm): jobs sized to their partitions, in the main Snakemake and in
-# each job's own; in the main one, the executor's work-arounds and, at start, the checks and the
-# stop handler (slurm_onstart, the Snakefile's onstart).
-# (A job's own Snakemake finds the file in the environment sbatch passes on to the job.)
+# each job's own (which finds the file in the environment sbatch passes on); in the main one, the
+# partitions file against the cluster (sinfo) and the account (sacctmgr), the executor's
+# work-arounds and, at start, the checks and the stop handler (slurm_onstart, the Snakefile's onstart).
 PARTITIONS_FILE = os.environ.get(PARTITIONS_VARIABLE, "")
 SLURM = is_slurm_run(RAW_RESOURCES) and os.path.isfile(PARTITIONS_FILE)
 if SLURM:
     from promptlam import slurm
 
-    PARTITIONS = read_partitions(PARTITIONS_FILE)
-    if workflow.is_main_process:
-        slurm.patch_executor(accounting=accounting_enabled())
+    try:
+        PARTITIONS = read_partitions(PARTITIONS_FILE)
+        if workflow.is_main_process:
+            ACCOUNTING = accounting_enabled()
+            account = os.environ.get(ACCOUNT_VARIABLE, "")
+            if message := cluster_error(
+                PARTITIONS, PARTITIONS_FILE, account, ACCOUNTING
+            ):
+                stop(message)
+            slurm.patch_executor(accounting=ACCOUNTING)
+    except UserError as error:
+        stop(error)
 
 
 def fit_jobs_to_partitions():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -58,9 +61,6 @@ def rollout_path(tmp_path_factory, config) -> Path:
 
 
 def smoke_snakemake(workdir, *args):
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--profile", str(REPO / "profiles/smoke"), "--directory", str(workdir), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=1800)  # runaway limit, not a benchmark
@@ -83,8 +83,6 @@ CLUSTER_SCRIPT = REPO / "tests/slurm/cluster.sh"
 
 def _cluster_unavailable() -> str | None:
     """Why no one-node SLURM can be started here, or None."""
-    import shutil
-
     if os.geteuid() != 0:
         return "not root (tests/slurm/cluster.sh starts system daemons)"
     if not shutil.which("slurmctld") and not shutil.which("apt-get"):
@@ -97,8 +95,6 @@ def slurm_cluster():
     """A one-node SLURM 22.05 with accounting on this machine for the session, stopped after it
     (daemons ended, /etc/slurm as before). Skips in one line where it cannot start, except under
     CI=true, where that fails the run."""
-    import subprocess
-
     reason = _cluster_unavailable()
     if reason:
         if os.environ.get("CI") == "true":

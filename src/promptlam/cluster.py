@@ -202,18 +202,22 @@ def _meets_needs(partition: Partition, request: Request) -> bool:
     return True
 
 
+# What a job asks that a partition limits, and may be capped: (request field, partition field, unit).
+LIMITED = (("threads", "max_threads", "CPUs"), ("mem_mb", "max_mem_mb", "MB"), ("runtime", "max_runtime", "min"))
+
+
+def _asked_and_limits(partition: Partition, request: Request) -> list[tuple[int | None, int | None]]:
+    return [(getattr(request, asked), getattr(partition, limit)) for asked, limit, _ in LIMITED]
+
+
 def _fits(partition: Partition, request: Request) -> bool:
-    return all(limit is None or asked is None or asked <= limit for asked, limit in (
-        (request.threads, partition.max_threads), (request.mem_mb, partition.max_mem_mb),
-        (request.runtime, partition.max_runtime)))
+    return all(limit is None or asked is None or asked <= limit for asked, limit in _asked_and_limits(partition, request))
 
 
 def _score(partition: Partition, request: Request) -> float:
     """How snugly ``request`` fills ``partition`` (the plugin's idea: the sum of asked / limit; a
     CPU job counts against a GPU partition)."""
-    score = sum(asked / limit for asked, limit in (
-        (request.threads, partition.max_threads), (request.mem_mb, partition.max_mem_mb),
-        (request.runtime, partition.max_runtime)) if asked and limit)
+    score = sum(asked / limit for asked, limit in _asked_and_limits(partition, request) if asked and limit)
     if request.gpu:
         score += request.gpu / partition.max_gpu
     elif partition.max_gpu:
@@ -240,9 +244,8 @@ def place(request: Request, partitions: list[Partition]) -> Placement:
     infinite = math.inf
     largest = max(candidates, key=lambda p: (p.max_mem_mb or infinite, p.max_threads or infinite, p.max_runtime or infinite))
     capped, lowered = [], {}
-    for field, unit, limit in (("threads", "CPUs", largest.max_threads), ("mem_mb", "MB", largest.max_mem_mb),
-                               ("runtime", "min", largest.max_runtime)):
-        asked = getattr(request, field)
+    for field, limit_field, unit in LIMITED:
+        asked, limit = getattr(request, field), getattr(largest, limit_field)
         if limit is not None and asked is not None and asked > limit:
             lowered[field] = limit
             capped.append(f"{asked} {unit} -> {limit}")
@@ -371,19 +374,13 @@ def account_error(account: str, accounting: bool, run: Runner = run_command, use
     return None
 
 
-def cluster_error(raw_resources: Mapping[str, str], environ: Mapping[str, str] = os.environ,
+def cluster_error(partitions: list[Partition], source: str, account: str, accounting: bool,
                   run: Runner = run_command) -> str | None:
-    """One line on what stops a SLURM run before its first job (the environment, the partitions
-    file read and compared with the cluster, the account), or None when the run can start."""
-    if message := slurm_setup_error(raw_resources, environ):
-        return message
-    if not is_slurm_run(raw_resources):
-        return None
-    source = environ[PARTITIONS_VARIABLE]
+    """One line on what stops a SLURM run before its first job (the partitions of file ``source``
+    against the cluster's, then the account), or None when the run can start."""
     try:
-        partitions = read_partitions(source)
         if message := cluster_mismatch(partitions, cluster_partitions(run), source):
             return message
-        return account_error(environ.get(ACCOUNT_VARIABLE, ""), accounting_enabled(run), run)
+        return account_error(account, accounting, run)
     except UserError as error:
         return str(error)

@@ -32,6 +32,7 @@ cluster tests fail when an upgrade changes any of it.
 from __future__ import annotations
 
 import atexit
+import getpass
 import os
 import signal
 import subprocess
@@ -258,7 +259,7 @@ def nodes_in_service(nodes: set[str]) -> set[str]:
 
 def queued_jobs(**select: str) -> list[dict[str, str]]:
     """This user's queued and running jobs (id, name, state, comment, working directory)."""
-    command = ["squeue", "--noheader", "--format=%i|%j|%T|%k|%Z", f"--user={os.environ.get('USER') or _user()}"]
+    command = ["squeue", "--noheader", "--format=%i|%j|%T|%k|%Z", f"--user={getpass.getuser()}"]
     command += [f"--name={select['name']}"] if "name" in select else []
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
@@ -272,14 +273,9 @@ def queued_jobs(**select: str) -> list[dict[str, str]]:
     return jobs
 
 
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
-
-
 def describe(job: dict[str, str]) -> str:
-    """`rule lam (method=lapo, ...)` from the comment the plugin gives each job."""
+    """`rule lam (_lapo_pixels_absolute_16_0)`: the rule and wildcard values of the comment the
+    plugin gives each job (`rule_lam_wildcards__lapo_pixels_absolute_16_0`)."""
     comment = job["comment"].removeprefix("rule_")
     rule, _, wildcards = comment.partition("_wildcards_")
     return f"rule {rule}" + (f" ({wildcards})" if wildcards else "")
