@@ -6,9 +6,12 @@
 # - target extraction (bench/targets.py): the "realistic" random Llava (149 M) in bf16, and a random
 #   Llava of Molmo-7B-D's sizes (6.8 B, one 336 px crop per frame) in bf16, int8 and int4
 #   (bitsandbytes; skipped where it is not installed): frames/s, MFU, peak GPU memory;
+# - the LAM loader alone (bench/loader.py) on a rollout file repeated to 240 trajectories (larger
+#   than h5py's caches): samples/s onto the GPU with the rows resident there and streamed, for the
+#   pixel, twin and vector heads;
 # - LAM training (bench/lam.py) at config.yaml's sizes (128 px, batch 512): samples/s of the bare
-#   step and of the `lam train` loop, for the pixel head (with 0 and 4 loader workers) and the
-#   vector head;
+#   step and of the `lam train` loop, for the pixel and the vector head, with the GPU's
+#   utilisation sampled by nvidia-smi every 0.5 s meanwhile (lam-*-utilisation.csv);
 # - one job per GPU (src/promptlam/devices.py): as many `promptlam targets compute` jobs as there
 #   are GPUs, at once, against one alone; skipped on a machine with one GPU.
 # Each result is a JSON file (and a log) in RESULTS_DIR (default bench-results/); a step that fails
@@ -52,6 +55,7 @@ step() {  # step NAME COMMAND...: run with a time limit, output to RESULTS_DIR/N
 if $check; then
   small=tiny large=tiny gpus=2
   lam=(--config config.yaml --config profiles/smoke/smoke.yaml --set '{"tasks": ["reach-v3"]}' --steps 5)
+  loader=(--device cpu --trajectories 40 --steps 3 --batch-size 64)
   collect_config=(--config config.yaml --config profiles/smoke/smoke.yaml)
 else
   "$python" -c "import torch; assert torch.cuda.is_available(); print(torch.cuda.get_device_name())" ||
@@ -59,6 +63,7 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/gpus.txt"
   small=realistic large=7b gpus=$(nvidia-smi -L | grep -c '^GPU ')
   lam=(--config config.yaml --set '{"tasks": ["reach-v3"]}' --steps 100)
+  loader=(--device cuda --trajectories 240)
   collect_config=(--config config.yaml)
 fi
 
@@ -82,11 +87,20 @@ for precision in bf16 int8 int4; do
     --precision $precision --batch-size 16 --workers 4 "${frames[@]}" --out "$results/targets-$large-$precision.json"
 done
 
+step loader "$python" bench/loader.py "${loader[@]}" --data "$rollouts" --out "$results/loader.json"
+
+utilisation() {  # utilisation NAME: sample the GPU until `kill`ed (nothing without nvidia-smi)
+  command -v nvidia-smi >/dev/null || return 0
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >"$results/$1-utilisation.csv" &
+  sampler=$!
+}
 lam+=(--data "$rollouts" --factors)
-step lam-pixels-w0 "$python" bench/lam.py "${lam[@]}" --run lapo/pixels/absolute --out "$results/lam-pixels-w0.json"
-step lam-pixels-w4 "$python" bench/lam.py "${lam[@]}" --run lapo/pixels/absolute --workers 4 \
-  --out "$results/lam-pixels-w4.json"
-step lam-state-w0 "$python" bench/lam.py "${lam[@]}" --run target/state/delta --out "$results/lam-state-w0.json"
+for case in pixels:lapo/pixels/absolute state:target/state/delta; do
+  sampler=
+  utilisation "lam-${case%%:*}"
+  step "lam-${case%%:*}-w0" "$python" bench/lam.py "${lam[@]}" --run "${case#*:}" --out "$results/lam-${case%%:*}-w0.json"
+  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+done
 
 if [ "$gpus" -ge 2 ]; then
   # The small model as a config target, computed by the CLI as a workflow job would: each job claims

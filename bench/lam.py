@@ -2,12 +2,13 @@
 
     python bench/lam.py [--config config.yaml --config profiles/smoke/smoke.yaml] [--set JSON]
                         [--steps 40] [--run lapo/pixels/absolute] [--data DIR] [--factors 1 10 100]
-                        [--workers 0] [--out FILE.json]
+                        [--out FILE.json]
 
   - bare:     forward + backward + optimiser step on batches read beforehand, samples/s, with
               frames and weights channels last (the default) and in the default layout;
-  - pipeline: the training loop of `promptlam lam train` (batches read from HDF5 on demand,
-              online probe, logging), samples/s, and its ratio to bare;
+  - pipeline: the training loop of `promptlam lam train` (the rows placed as lam.data_placement
+              says, a batch gathered per step, online probe, logging), samples/s, and its ratio
+              to bare;
   - memory:   peak RSS of a training process on a dataset 1x, 10x and 100x the size of the
               config's train rollouts (the trajectories repeated into a larger rollout file).
 The config's train rollouts are collected first, or read from ``--data DIR/<task>.h5`` when given
@@ -85,7 +86,6 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=20)
     parser.add_argument("--factors", type=int, nargs="*", default=[1, 10, 100],
                         help="dataset sizes for the memory measurement (none: skip it)")
-    parser.add_argument("--workers", type=int, default=0, help="batch-reading workers of the pipeline")
     parser.add_argument("--data", type=Path, help="a folder of train rollout files <task>.h5 (default: collect)")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--run", default="lapo/pixels/absolute", help="method/target/formulation of the run to time")
@@ -146,8 +146,7 @@ def main() -> None:
             bare_by_layout[name] = args.steps * lam.batch_size / (time.perf_counter() - began)
         bare = bare_by_layout["channels_last"]  # the default, which the pipeline below uses
         data.close()
-        metrics = train_run(config, run, files, tmp / "run", list(config.tasks), progress=False,
-                            workers=args.workers)
+        metrics = train_run(config, run, files, tmp / "run", list(config.tasks), progress=False)
         pipeline = metrics["samples_per_second_this_process"]
 
         memory = {}
@@ -164,7 +163,6 @@ def main() -> None:
                    + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""),
         "resolution": config.render.resolution, "batch_size": lam.batch_size, "steps": args.steps,
         "encoder_channels": lam.encoder_channels, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "loader_workers": args.workers,
         "method": f"{run.method}/{run.target}",
         "bare_samples_per_s_by_layout": {k: round(v, 1) for k, v in bare_by_layout.items()},
         "bare_samples_per_s": round(bare, 1), "pipeline_samples_per_s": pipeline,

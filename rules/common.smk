@@ -28,6 +28,7 @@ from promptlam.runs import (
     ROLLOUTS,
     TARGET,
     RunKey,
+    lam_section,
     screen_trajectories,
 )
 from promptlam.vlm.cache import check_models_cached, hub_models
@@ -247,8 +248,7 @@ def run_section(wildcards, *stages):
     """What a LAM run (and the stages after it, named by their sections) depends on: seed, tasks,
     the lam section and the run's target entry (not other targets)."""
     section = CFG.section("seed", "tasks", "lam", *stages)
-    section["lam"]["runs"] = []  # the list of runs to train does not change any one run
-    section["lam"].pop("batch_seeds", None)  # nor does which seeds share a process
+    section["lam"] = lam_section(section["lam"])  # without what changes no single run
     target = getattr(wildcards, "target", None)
     if target in CFG.targets:
         section["targets"] = {target: CFG.targets[target].model_dump(mode="json")}

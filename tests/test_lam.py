@@ -42,7 +42,7 @@ def state_target(tmp_path_factory, rollout_path):
 
 
 def test_windows_hold_the_right_frames(rollout_path):
-    data = TransitionData([TaskFiles(rollout_path)], frame_stack=3, max_offset=3)
+    data = TransitionData([TaskFiles(rollout_path)], frame_stack=3, max_offset=3, next_frames=1)
     trajectory, t, k = data.sample(seed=0, step=5, batch_size=16)
     again = data.sample(seed=0, step=5, batch_size=16)
     assert all(np.array_equal(a, b) for a, b in zip((trajectory, t, k), again))
@@ -54,10 +54,11 @@ def test_windows_hold_the_right_frames(rollout_path):
     for i in range(16):
         row = int(data.starts[trajectory[i]]) + int(t[i])
         start = int(data.starts[trajectory[i]])
-        expected = [frames[max(start, row - 2 + j)].transpose(2, 0, 1) for j in range(3)]
-        np.testing.assert_array_equal(batch["obs"][i].numpy(), np.concatenate(expected))
-        np.testing.assert_array_equal(batch["future"][i, -3:].numpy(), frames[row + k[i]].transpose(2, 0, 1))
-        np.testing.assert_array_equal(batch["next_obs"][i, -3:].numpy(), frames[row + 1].transpose(2, 0, 1))
+        expected = [frames[max(start, row - 2 + j)] for j in range(3)]  # padded with frame 0
+        np.testing.assert_array_equal(batch["obs"][i].numpy(), np.stack(expected))
+        np.testing.assert_array_equal(batch["future"][i, -1].numpy(), frames[row + k[i]])
+        assert batch["next_obs"].shape[1] == 1
+        np.testing.assert_array_equal(batch["next_obs"][i, -1].numpy(), frames[row + 1])
         np.testing.assert_allclose(batch["action"][i].numpy(), actions[row:row + k[i]].mean(0), rtol=1e-6)
     data.close()
 
@@ -133,7 +134,7 @@ def test_two_processes_train_one_run_in_step(tmp_path, rollout_path):
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "promptlam", "lam", "train",
          "--method", "lapo", "--target", "pixels", "--latent-dim", "8", "--seed", "1", "--rollouts", str(rollout_path),
-         "--out", str(tmp_path / "run"), "--workers", "0", "--config-json", json.dumps(config)],
+         "--out", str(tmp_path / "run"), "--config-json", json.dumps(config)],
         check=True, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PROMPTLAM_GPUS": "0,1", "TMPDIR": str(tmp_path)},
     )
@@ -224,7 +225,7 @@ def test_probe_quantities_clip_the_expert_and_average_the_window():
 
 
 def test_augmentation_warps_all_stacks_of_a_sample_alike():
-    frames = torch.randint(0, 256, (4, 9, 16, 16), dtype=torch.uint8)
+    frames = torch.randint(0, 256, (4, 3, 16, 16, 3), dtype=torch.uint8)
     a, b = augment([frames, frames.clone()], torch.Generator().manual_seed(0))
     assert a.shape == frames.shape and a.dtype == torch.uint8 and torch.equal(a, b)
     assert not torch.equal(a, frames)
@@ -287,15 +288,15 @@ def test_pixel_delta_predicts_the_change_of_the_target_frames(rollout_path):
     from promptlam.lam.models import LatentActionModel
 
     config = lam_config()
-    data = TransitionData([TaskFiles(rollout_path)], 3, 3, "distracted", "clean", formulation="delta")
+    data = TransitionData([TaskFiles(rollout_path)], 3, 3, "distracted", "clean", formulation="delta", next_frames=1)
     batch = data.batch(*data.sample(seed=0, step=0, batch_size=6))
     with RolloutFile(rollout_path) as rollouts:
         clean = rollouts["frames/clean"][()]
     rows = data.starts[data.sample(seed=0, step=0, batch_size=6)[0]] + data.sample(seed=0, step=0, batch_size=6)[1]
-    np.testing.assert_array_equal(batch["target_obs"][:, -3:].numpy(), clean[rows].transpose(0, 3, 1, 2))
-    np.testing.assert_array_equal(batch["next_obs"][:, -3:].numpy(), clean[rows + 1].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(batch["target_obs"][:, -1].numpy(), clean[rows])
+    np.testing.assert_array_equal(batch["next_obs"][:, -1].numpy(), clean[rows + 1])
     model = LatentActionModel(config.lam, "lapo", 8, 64, formulation="delta")
-    true_change = model.observe(batch["next_obs"][:, -3:]) - model.observe(batch["target_obs"][:, -3:])
+    true_change = model.observe(batch["next_obs"]) - model.observe(batch["target_obs"])
     with torch.no_grad():
         model.to_change.weight.zero_()
         model.to_change.bias.zero_()

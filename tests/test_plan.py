@@ -88,6 +88,19 @@ def test_gpu_unit_costs_measured_by_bench_gpu_replace_the_assumptions(tmp_path, 
     assert "gpu_flops_per_second = 7.912e+14 FLOP/s (measured: 80% MFU" in text
     assert "bc_gpu_samples_per_second = 20000 samples/s (ASSUMED" in text
 
+    # The loader alone (bench/loader.py's JSON) slower than the training loop: the LAM is loader-bound.
+    (tmp_path / "loader.json").write_text('{"pixel": {"samples_per_s": 2000.0, "peak_rss_mb": 900}}')
+    assert main(["plan", "--config", *config, "fig1", "--measured", str(tmp_path),
+                 "--csv", str(tmp_path / "loader-bound.csv")]) == 0
+    text = capsys.readouterr().out
+    bound = pd.read_csv(tmp_path / "loader-bound.csv")
+    assert bound.lam_gpu_hours.tolist() == pytest.approx((assumed.lam_gpu_hours * 10).tolist())
+    assert "lam_gpu_samples_per_second = 2000 samples/s (measured: the loader-bound rate, min(loader 2000," in text
+    (tmp_path / "loader.json").write_text('{"pixel": {}}')
+    assert main(["plan", "--config", *config, "--measured", str(tmp_path)]) == 2
+    assert "loader.json: expected bench/gpu.sh's JSON with a number under 'pixel.samples_per_s'" in capsys.readouterr().err
+    (tmp_path / "loader.json").unlink()
+
     (tmp_path / "lam-pixels-w0.json").unlink()
     assert main(["plan", "--config", *config, "--measured", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -222,8 +222,7 @@ def cmd_lam_train(args: argparse.Namespace) -> None:
     # several seeds: one after another in this process, sharing its start-up (bench/sweep_batching.py)
     for i, run in enumerate(runs):
         out = Path(args.out[i] if args.out else root / run.path)
-        metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks,
-                            workers=args.workers)
+        metrics = train_run(config, run, [TaskFiles(r, t) for r, t in zip(rollouts, targets)], out, tasks)
         if metrics.get("heldout_probe"):
             print(f"{out}: {heldout_summary(metrics)}")
 
@@ -512,7 +511,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--targets", nargs="+", metavar="H5", help="vector target files, one per task (default: under --root)")
     sub.add_argument("--out", nargs="+",
                      help="run folder, one per --seed (default: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed} under --root)")
-    sub.add_argument("--workers", type=int, default=0, help="batch-reading worker processes")
 
     policy = stages.add_parser("policy", help="behaviour cloning, action decoders, online evaluation").add_subparsers(dest="command", required=True)
     policy_methods = (*METHODS, BC_ACTIONS)

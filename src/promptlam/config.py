@@ -432,7 +432,13 @@ class LamRunSpec(Section):
 class LamConfig(Section):
     """Latent action models: inverse dynamics (IDM) + forward dynamics (FDM), and their probes."""
 
-    added_later: ClassVar[tuple[str, ...]] = ("transformer_layers", "transformer_heads", "patch_size", "batch_seeds")
+    added_later: ClassVar[tuple[str, ...]] = ("transformer_layers", "transformer_heads", "patch_size", "batch_seeds",
+                                              "shuffle_buffer", "data_placement", "resident_memory_fraction",
+                                              "fast_kernels")
+
+    unrecorded: ClassVar[tuple[str, ...]] = ("runs", "batch_seeds", "data_placement", "resident_memory_fraction")
+    """Fields that change no single run's numbers (which runs exist, which share a process, where
+    the rows live): left out of what a run records and of its rule's parameters."""
 
     @model_validator(mode="after")
     def _heads_divide_the_width(self) -> LamConfig:
@@ -513,6 +519,31 @@ class LamConfig(Section):
 
     runs: list[LamRunSpec] = Field(default_factory=list)
     """The runs `snakemake lam_all` trains: runs/lam/{method}/{target}/{formulation}/ld{dim}/s{seed}/."""
+
+    shuffle_buffer: int | None = Field(None, ge=1)
+    """Trajectories a training step draws from. None: all of them (every step uniform over every
+    transition, as LAOM). A number N below the run's trajectories: each pass over the data walks
+    through a fresh seeded permutation of the trajectories in blocks of N, each block serving
+    ceil(its transitions / batch size) steps; this is what lets data larger than memory be
+    streamed (`data_placement`), and the batches are the same wherever the rows live. **[ours]**"""
+
+    data_placement: Literal["auto", "device", "ram", "stream"] = "auto"
+    """Where the training rows live: `device` (all on the GPU: a batch is one index operation
+    there), `ram` (all in RAM, pinned when training on a GPU), `stream` (blocks of
+    `shuffle_buffer` whole trajectories read in turn, the next one by a thread meanwhile).
+    `auto`: the first that fits within `resident_memory_fraction` of the free memory; without a
+    `shuffle_buffer`, data that fits nowhere stops with one line before training. It changes
+    no number of a run (docs/lam.md, "Where the training data lives")."""
+
+    resident_memory_fraction: float = Field(0.6, gt=0, le=1)
+    """Share of the free GPU memory (or of the RAM this process may use: available RAM within a
+    SLURM job's cgroup limit) that `data_placement: auto` lets the rows take; the rest is left to
+    the model's activations and other processes."""
+
+    fast_kernels: bool = False
+    """`torch.compile` the LAM, fused AdamW and cudnn's autotuner: faster on a GPU. Results equal
+    the eager ones within float rounding, not bit for bit, so it is off by default (and recorded
+    in run.json when on). **[ours]**"""
 
     batch_seeds: list[int] = Field(default_factory=list)
     """Seeds the workflow trains together: a run with one of these seeds is trained in one job

@@ -49,7 +49,9 @@ UNIT_COSTS = {
     "vlm_tokens_per_frame": UnitCost(
         300.0, "tokens", "~256 image tokens and a short prompt per frame", False),
     "lam_gpu_samples_per_second": UnitCost(
-        20000.0, "samples/s", "the 128 px IMPALA encoder on one GPU; not measured here", False),
+        20000.0, "samples/s", "the 128 px IMPALA encoder on one GPU; not measured here (the loader alone gives "
+                              "15,500-18,000 samples/s from RAM on one CPU core, bench/loader.py; with the rows on "
+                              "the GPU it gathers there)", False),
     "bc_gpu_samples_per_second": UnitCost(
         20000.0, "samples/s", "as LAM training; not measured here", False),
 }
@@ -59,8 +61,10 @@ def _bench_result(folder: Path, name: str, key: str) -> tuple[float, dict]:
     """``key`` of ``folder/name`` (a JSON file bench/gpu.sh wrote) and the whole result."""
     path = folder / name
     try:
-        result = json.loads(path.read_text())
-        return float(result[key]), result
+        result = value = json.loads(path.read_text())
+        for part in key.split("."):  # "pixel.samples_per_s": a field of a field
+            value = value[part]
+        return float(value), result
     except FileNotFoundError:
         raise UserError(f"{path}: not found (bench/gpu.sh writes it; run it on the GPU machine first)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -69,18 +73,25 @@ def _bench_result(folder: Path, name: str, key: str) -> tuple[float, dict]:
 
 def measured_units(folder: str | Path) -> dict[str, UnitCost]:
     """``UNIT_COSTS`` with the GPU throughputs that `bench/gpu.sh` measured into ``folder``: the
-    bf16 MFU of the 7B-sized model (targets-7b-bf16.json) and the `lam train` loop's samples/s at
-    config.yaml's sizes (lam-pixels-w0.json). The rest stay as they are."""
+    bf16 MFU of the 7B-sized model (targets-7b-bf16.json) and the LAM rate: the smaller of the
+    `lam train` loop's samples/s at config.yaml's sizes (lam-pixels-w0.json) and the loader's
+    alone on a file larger than any cache (loader.json, when there: a training step cannot be
+    faster than its batches). The rest stay as they are."""
     folder = Path(folder)
     mfu, target = _bench_result(folder, "targets-7b-bf16.json", "mfu_bf16_h100")
     samples, lam = _bench_result(folder, "lam-pixels-w0.json", "pipeline_samples_per_s")
+    bound = f"the `lam train` loop at {lam.get('resolution')} px, batch {lam.get('batch_size')}"
+    if (folder / "loader.json").exists():
+        loader, _ = _bench_result(folder, "loader.json", "pixel.samples_per_s")
+        bound = (f"the {'loader' if loader < samples else 'step'}-bound rate, min(loader {loader:.0f}, "
+                 f"{bound} {samples:.0f})")
+        samples = min(samples, loader)
     return UNIT_COSTS | {
         "gpu_flops_per_second": UnitCost(
             mfu * H100_BF16_DENSE_FLOPS, "FLOP/s",
             f"{mfu:.0%} MFU of {H100_BF16_DENSE_FLOPS / 1e12:g} TFLOP/s: a 7B-sized model in bf16 on {target.get('machine')} ({folder})", True),
         "lam_gpu_samples_per_second": UnitCost(
-            samples, "samples/s", f"the `lam train` loop at {lam.get('resolution')} px, batch {lam.get('batch_size')},"
-                                  f" on {lam.get('machine')} ({folder})", True),
+            samples, "samples/s", f"{bound}, on {lam.get('machine')} ({folder})", True),
     }
 
 

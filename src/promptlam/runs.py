@@ -159,12 +159,21 @@ class PolicyKey:
 def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
     """What a LAM run depends on; checkpoints carry it, and a resume refuses a different one."""
     record = {"run": _without_full_data(asdict(run)), "tasks": tasks, "config": config.section("seed", "lam")}
-    record["config"]["lam"]["runs"] = []  # the list of runs to train changes no single run
+    record["config"]["lam"] = lam_section(record["config"]["lam"])
     if run.target in config.targets:
         record["target"] = config.targets[run.target].model_dump(mode="json")
     if config.torch_threads is not None:  # the weights' last bits depend on it
         record["torch_threads"] = config.torch_threads
     return record
+
+
+def lam_section(section: dict[str, Any]) -> dict[str, Any]:
+    """The lam section as a run records it: without ``LamConfig.unrecorded`` (``runs`` stays,
+    empty, as records have always had it)."""
+    from promptlam.config import LamConfig
+
+    return {key: [] if key == "runs" else value for key, value in section.items()
+            if key == "runs" or key not in LamConfig.unrecorded}
 
 
 def _without_full_data(record: dict[str, Any]) -> dict[str, Any]:

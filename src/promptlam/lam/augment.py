@@ -25,8 +25,9 @@ def random_homographies(batch: int, generator: torch.Generator, shift: float = 4
 
 
 def augment(stacks: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    """Warp uint8 frame stacks [B, C, H, W] (all of a sample alike); returns uint8 stacks."""
-    batch, _, height, width = stacks[0].shape
+    """Warp uint8 frame stacks [B, S, H, W, 3] (all frames of a sample alike); returns uint8
+    stacks of the same shape, on the stacks' device (the warps are drawn on the CPU)."""
+    batch, _, height, width, _ = stacks[0].shape
     homography = random_homographies(batch, generator)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # [1, HW, 3]
@@ -34,6 +35,9 @@ def augment(stacks: list[torch.Tensor], generator: torch.Generator) -> list[torc
     grid = (mapped[..., :2] / mapped[..., 2:].clamp(min=1e-6)).reshape(batch, height, width, 2)
     warped = []
     for stack in stacks:
-        out = F.grid_sample(stack.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-        warped.append(out.round().clamp(0, 255).to(torch.uint8))
+        _, frames, _, _, colours = stack.shape
+        planes = stack.permute(0, 1, 4, 2, 3).reshape(batch, frames * colours, height, width).float()
+        out = F.grid_sample(planes, grid.to(stack.device), mode="bilinear", padding_mode="border", align_corners=True)
+        out = out.round().clamp(0, 255).to(torch.uint8).view(batch, frames, colours, height, width)
+        warped.append(out.permute(0, 1, 3, 4, 2).contiguous())
     return warped

@@ -128,7 +128,7 @@ class LamOutput:
 
 
 class LatentActionModel(nn.Module):
-    """IDM + FDM. Frames come in as uint8 stacks [B, S*3, H, W]; ``observe`` scales them to [-1, 1]."""
+    """IDM + FDM. Frames come in as uint8 stacks [B, S, H, W, 3]; ``observe`` scales them to [-1, 1]."""
 
     def __init__(self, config: LamConfig, method: str, latent_dim: int, frame_size: int,
                  target_dim: int | None = None, formulation: str = "absolute") -> None:
@@ -177,17 +177,22 @@ class LatentActionModel(nn.Module):
 
     @staticmethod
     def observe(frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames to [-1, 1], in ``MEMORY_FORMAT``.
+        """uint8 frame stacks [B, S, H, W, 3] (as ``TransitionData`` gathers them) to the
+        convolutions' input: [B, 3S, H, W] in [-1, 1], laid out in ``MEMORY_FORMAT``.
 
-        Reordered while still one byte per value and scaled in place: the same numbers as
-        ``(frames.float() / 127.5 - 1).contiguous(...)`` at half the time (two fewer float copies
-        of the batch; this was a fifth of a LAM step on one core)."""
-        scaled = frames.contiguous(memory_format=MEMORY_FORMAT).float()
-        return scaled.div_(127.5).sub_(1.0)
+        One copy reorders and converts to float, then the scaling is in place: the frames are
+        never transposed as bytes first (that was a fifth of a LAM step on one core)."""
+        batch, stack, height, width, colours = frames.shape
+        if MEMORY_FORMAT == torch.channels_last:
+            order, shape, back = (0, 2, 3, 1, 4), (batch, height, width, stack * colours), (0, 3, 1, 2)
+        else:
+            order, shape, back = (0, 1, 4, 2, 3), (batch, stack * colours, height, width), (0, 1, 2, 3)
+        scaled = frames.permute(order).to(torch.float32, memory_format=torch.contiguous_format)
+        return scaled.view(shape).permute(back).div_(127.5).sub_(1.0)
 
     def infer_latent(self, obs: torch.Tensor, future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """IDM: latent action between frame stacks ``obs`` and ``future`` (uint8), and the VQ loss."""
-        # Joined as bytes, then scaled once (the same numbers as scaling each first).
+        # Joined as bytes along the stack, then scaled once (the same numbers as scaling each first).
         z = self.idm_head(self.idm_encoder(self.observe(torch.cat([obs, future], dim=1))))
         if self.quantizer is None:
             return z, z.new_zeros(())
@@ -195,9 +200,9 @@ class LatentActionModel(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LamOutput:
         """Losses for a batch of ``TransitionData.batch`` (on the model's device): ``obs`` = stack
-        at t, ``future`` = stack at t+k, ``next_obs`` = target frames at t+1, ``target_obs`` =
-        target frames at t (when they differ from ``obs``), ``target`` / ``target_now`` =
-        standardised vector targets (uint8 frames)."""
+        at t, ``future`` = stack at t+k, ``next_obs`` = target frames ending at t+1, ``target_obs``
+        = the target frame at t (when they differ from ``obs``), ``target`` / ``target_now`` =
+        standardised vector targets (frames: uint8 [B, S, H, W, 3])."""
         z, vq_loss = self.infer_latent(batch["obs"], batch["future"])
         observed = self.observe(batch["obs"])
         if self.head == "pixels":
@@ -207,11 +212,11 @@ class LatentActionModel(nn.Module):
                 x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
                 x = up_conv(torch.cat([x, skip], dim=1))
             change = self.to_change(x)
-            following = self.observe(batch["next_obs"][:, -3:])
+            following = self.observe(batch["next_obs"][:, -1:])
             if self.formulation == "delta":
                 # The change of the target frames: a clean-twin target no longer asks the decoder
                 # to repaint the distracted background of o_t.
-                current = self.observe(batch.get("target_obs", batch["obs"])[:, -3:])
+                current = self.observe(batch.get("target_obs", batch["obs"])[:, -1:])
                 fdm_loss = F.mse_loss(change, following - current)
             else:
                 fdm_loss = F.mse_loss(observed[:, -3:] + change, following)

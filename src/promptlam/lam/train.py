@@ -24,7 +24,7 @@ from promptlam.config import Config
 from promptlam.errors import UserError
 from promptlam.io import atomic_output, progress_bar
 from promptlam.lam.augment import augment
-from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, screening_subsets, split_trajectories
+from promptlam.lam.data import TaskFiles, TransitionData, screening_subsets, split_trajectories
 from promptlam.lam.models import LatentActionModel
 from promptlam.lam.probe import heldout_probes, transition_features
 from promptlam.runs import RunKey, load_checked_weights, run_record, save_weights
@@ -41,16 +41,22 @@ def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def build_data(config: Config, run: RunKey, files: list[TaskFiles], trajectories=None) -> TransitionData:
+NEXT_FRAMES = {"pixels": lambda stack: 1, "ema": lambda stack: stack, "vector": lambda stack: 0}
+"""Frames of the stack at t+1 each forward-model head reads (`next_obs`)."""
+
+
+def build_data(config: Config, run: RunKey, files: list[TaskFiles], trajectories=None,
+               training: bool = False) -> TransitionData:
     """The transitions of ``run``: the frames its method sees, the frames or vector targets its
-    forward model predicts, in the run's formulation."""
+    forward model predicts, in the run's formulation (``training``: drawn by ``lam.shuffle_buffer``)."""
     spec, lam = run.spec, config.lam
     target_frames = None
     if spec.head == "pixels":
         target_frames = "clean" if config.targets[run.target].kind == "clean" else "distracted"
     files = [TaskFiles(f.rollouts, f.target if spec.head == "vector" else None) for f in files]
     return TransitionData(files, lam.frame_stack, lam.max_offset, spec.sees, target_frames, trajectories,
-                          run.formulation, lam.target_std_floor)
+                          run.formulation, lam.target_std_floor, NEXT_FRAMES[spec.head](lam.frame_stack),
+                          lam.shuffle_buffer if training else None)
 
 
 def build_model(config: Config, run: RunKey, data: TransitionData, seed_key: str) -> LatentActionModel:
@@ -59,8 +65,17 @@ def build_model(config: Config, run: RunKey, data: TransitionData, seed_key: str
     return LatentActionModel(config.lam, run.method, run.latent_dim, data.frame_size, target_dim, run.formulation)
 
 
+def fast_kernels(model: torch.nn.Module, lam: Any) -> torch.nn.Module:
+    """``lam.fast_kernels``: the model compiled (and cudnn's autotuner on); otherwise as it is.
+    (The switch also fuses AdamW, where the optimiser is made.)"""
+    if not lam.fast_kernels:
+        return model
+    torch.backends.cudnn.benchmark = True
+    return torch.compile(model)
+
+
 def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str | Path, tasks: list[str],
-              progress: bool = True, workers: int = 0, stop_after: int | None = None) -> dict[str, Any]:
+              progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` on ``files`` into ``out_dir``; returns the final metrics.
 
     ``stop_after`` ends the process's training after that many steps without finishing the run
@@ -74,11 +89,13 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
     record = run_record(config, run, tasks)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
                               cpu=not torch.cuda.is_available())
-    data = build_data(config, run, files, screening_subsets(files, run.trajectories, config.lam.heldout_fraction))
+    data = build_data(config, run, files, screening_subsets(files, run.trajectories, config.lam.heldout_fraction),
+                      training=True)
     model = build_model(config, run, data, "lam-init")
     probe = torch.nn.Linear(run.latent_dim, 4)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=lam.learning_rate, weight_decay=lam.weight_decay,
+                                  fused=True if lam.fast_kernels else None)
     probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, lam.steps, lam.warmup_fraction))
     checkpoint_path = out / CHECKPOINT_FILE
@@ -93,10 +110,14 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
         step, running = int(checkpoint["step"]), dict(checkpoint["running"])
     model, probe, optimizer, probe_optimizer = accelerator.prepare(model, probe, optimizer, probe_optimizer)
     device = accelerator.device
+    step_model = fast_kernels(model, lam)
     per_process = max(1, lam.batch_size // accelerator.num_processes)
-    batches = torch.utils.data.DataLoader(
-        StepBatches(data, run.seed, step, lam.steps, per_process, accelerator.process_index),
-        batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+    data.place(lam.data_placement, device, lam.resident_memory_fraction, log=accelerator.is_main_process)
+    batches = data.batches(run.seed, step, lam.steps, per_process, accelerator.process_index)
+    # The losses are summed where they are computed and read once per log row: reading each
+    # step would make the host wait for the device every step.
+    sums = torch.tensor([running["loss"], running["fdm_loss"], running["probe_mse"]], dtype=torch.float64,
+                        device=device)
     metrics_csv = out / "metrics.csv"
     if accelerator.is_main_process:
         _truncate_metrics(metrics_csv, step)  # rows logged after the checkpoint will be logged again
@@ -109,9 +130,8 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
             generator = torch.Generator().manual_seed(derive_seed(run.seed, "lam-augment", step))
             stacks = [key for key in FRAME_STACK_KEYS if key in batch]
             batch |= dict(zip(stacks, augment([batch[key] for key in stacks], generator)))
-        batch = {key: value.to(device) for key, value in batch.items()}
         with accelerator.autocast():
-            output = model(batch)
+            output = step_model(batch)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(output.loss)
         optimizer.step()
@@ -122,17 +142,22 @@ def train_run(config: Config, run: RunKey, files: list[TaskFiles], out_dir: str 
         probe_optimizer.zero_grad(set_to_none=True)
         accelerator.backward(probe_loss)
         probe_optimizer.step()
-        for name, value in (("loss", output.loss), ("fdm_loss", output.fdm_loss), ("probe_mse", probe_loss)):
-            running[name] += float(value.detach())
+        sums += torch.stack([output.loss.detach(), output.fdm_loss.detach(), probe_loss.detach()]).double()
         running["count"] += 1
         step += 1
         trained += 1
         bar.update()
-        if accelerator.is_main_process and (step % lam.log_every == 0 or step == lam.steps):
+        logged = step % lam.log_every == 0 or step == lam.steps
+        checkpointed = step % lam.checkpoint_every == 0 or step == lam.steps
+        if logged or checkpointed:
+            running |= dict(zip(("loss", "fdm_loss", "probe_mse"), sums.tolist()))
+        if accelerator.is_main_process and logged:
             _append_metrics(metrics_csv, step, running, scheduler.get_last_lr()[0])
             bar.set_postfix(loss=f"{running['loss'] / running['count']:.4f}", refresh=False)
+        if logged:
             running = {key: 0.0 for key in running} | {"count": 0}
-        if accelerator.is_main_process and (step % lam.checkpoint_every == 0 or step == lam.steps):
+            sums.zero_()
+        if accelerator.is_main_process and checkpointed:
             _save_checkpoint(checkpoint_path, accelerator, model, probe, optimizer, probe_optimizer, scheduler,
                              step, running, record)
     bar.close()

@@ -66,8 +66,8 @@ class EvalJob:
 
 
 def _frame_stack_tensor(frames: deque) -> np.ndarray:
-    # Oldest first, channels of each frame together: the layout the training batches use.
-    return np.concatenate([frame.transpose(2, 0, 1) for frame in frames])
+    # Oldest first, [S, H, W, 3]: the layout the training batches use (promptlam.lam.data).
+    return np.stack(frames)
 
 
 def play_episode(env: Any, seed: int, act: Callable[[deque], np.ndarray], stack: int,

@@ -28,7 +28,7 @@ from promptlam.data.rollout_file import RolloutFile
 from promptlam.errors import UserError
 from promptlam.io import progress_bar
 from promptlam.lam.augment import augment
-from promptlam.lam.data import StepBatches, TaskFiles, TransitionData, screening_subsets
+from promptlam.lam.data import TaskFiles, TransitionData, screening_subsets
 from promptlam.lam.train import load_trained, lr_factor
 from promptlam.policy.models import Policy, action_decoder
 from promptlam.runs import PolicyKey, decoder_record, load_checked_weights, policy_record, save_weights
@@ -80,8 +80,10 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
         scheduler.load_state_dict(checkpoint["scheduler"])
         first, rows, running = int(checkpoint["step"]), list(checkpoint["rows"]), list(checkpoint["running"])
     policy, optimizer = accelerator.prepare(policy, optimizer)
-    batches = torch.utils.data.DataLoader(
-        StepBatches(data, key.seed, first, bc.steps, bc.batch_size, stream="bc-batch"), batch_size=None)
+    data.place("auto", device, config.lam.resident_memory_fraction, log=progress)
+    batches = data.batches(key.seed, first, bc.steps, bc.batch_size, stream="bc-batch")
+    if labels is not None:
+        labels = labels.to(device)
     began = time.perf_counter()
     bar = progress_bar(bc.steps, key.path, "step", progress, initial=first)
     for step, batch in enumerate(batches, start=first):
