@@ -429,6 +429,10 @@ class LamRunSpec(Section):
         return dims
 
 
+DATA_PLACEMENTS = ("auto", "device", "ram", "stream")
+"""Where a LAM run's training rows live (`lam.data_placement`; promptlam.lam.data)."""
+
+
 class LamConfig(Section):
     """Latent action models: inverse dynamics (IDM) + forward dynamics (FDM), and their probes."""
 
@@ -527,7 +531,7 @@ class LamConfig(Section):
     ceil(its transitions / batch size) steps; this is what lets data larger than memory be
     streamed (`data_placement`), and the batches are the same wherever the rows live. **[ours]**"""
 
-    data_placement: Literal["auto", "device", "ram", "stream"] = "auto"
+    data_placement: Literal[DATA_PLACEMENTS] = "auto"  # type: ignore[valid-type]
     """Where the training rows live: `device` (all on the GPU: a batch is one index operation
     there), `ram` (all in RAM, pinned when training on a GPU), `stream` (blocks of
     `shuffle_buffer` whole trajectories read in turn, the next one by a thread meanwhile).

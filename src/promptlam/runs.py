@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from promptlam.config import Config
+from promptlam.config import Config, LamConfig
 from promptlam.errors import UserError
 from promptlam.methods import METHODS
 from promptlam.tasks import ACTION_DIM
@@ -170,8 +170,6 @@ def run_record(config: Config, run: RunKey, tasks: list[str]) -> dict[str, Any]:
 def lam_section(section: dict[str, Any]) -> dict[str, Any]:
     """The lam section as a run records it: without ``LamConfig.unrecorded`` (``runs`` stays,
     empty, as records have always had it)."""
-    from promptlam.config import LamConfig
-
     return {key: [] if key == "runs" else value for key, value in section.items()
             if key == "runs" or key not in LamConfig.unrecorded}
 

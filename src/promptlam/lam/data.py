@@ -32,13 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from promptlam.config import DATA_PLACEMENTS
 from promptlam.data.rollout_file import RolloutFile
 from promptlam.data.target_file import RunningMoments, TargetFile
 from promptlam.errors import UserError
 from promptlam.seeding import rng
-
-PLACEMENTS = ("auto", "device", "ram", "stream")
-"""Values of ``lam.data_placement`` (see the module docstring)."""
 
 ROWS_PER_READ = 2048
 """Rows of one HDF5 read while loading (a few hundred MB of 128 px frames at most)."""
@@ -194,10 +192,10 @@ class TransitionData:
         return rows * ResidentRows.row_bytes(self)
 
     def place(self, placement: str, device: torch.device, memory_fraction: float, log: bool = True) -> str:
-        """Decide where the rows live (``PLACEMENTS``), load them when resident, and say so in
+        """Decide where the rows live (``DATA_PLACEMENTS``), load them when resident, and say so in
         one line. Returns the placement chosen."""
-        if placement not in PLACEMENTS:
-            raise UserError(f"lam.data_placement: {placement!r}; expected one of {', '.join(PLACEMENTS)}")
+        if placement not in DATA_PLACEMENTS:
+            raise UserError(f"lam.data_placement: {placement!r}; expected one of {', '.join(DATA_PLACEMENTS)}")
         total = self.nbytes()
         on_gpu = device.type == "cuda"
         device_free = free_memory(device) if on_gpu else None
@@ -211,7 +209,8 @@ class TransitionData:
             elif self.schedule is not None:
                 placement = "stream"
             else:
-                most = int(memory_fraction * max(ram_free, device_free or 0) / 2 / max(1, largest / len(self.lengths)))
+                per_trajectory = max(1.0, total / len(self.lengths))
+                most = int(memory_fraction * max(ram_free, device_free or 0) / 2 / per_trajectory)
                 raise UserError(
                     f"lam.shuffle_buffer: the training rows take {gigabytes(total)}, more than "
                     f"lam.resident_memory_fraction {memory_fraction} of the free memory (RAM {gigabytes(ram_free)}"
@@ -270,7 +269,7 @@ class TransitionData:
         ``ROWS_PER_READ`` rows) whole and keeps them for the next call: walking through the
         transitions in order reads every row about once."""
         rows = self._resident
-        if rows is None or self.placement == "stream":
+        if rows is None:  # unplaced, or streamed
             wanted = np.unique(trajectory)
             if self._window is None or not self._window.holds(wanted):
                 self._window = ResidentRows(self, self._following(wanted), torch.device("cpu"))
@@ -329,11 +328,15 @@ class BlockSchedule:
         self.lengths, self.size = lengths, size
         self.n_blocks = math.ceil(len(lengths) / size)
         self._starts: dict[tuple[int, int], list[int]] = {}  # (seed, batch) -> first step of each block
+        self._passes: dict[tuple[int, int], list[np.ndarray]] = {}  # (seed, pass) -> its blocks
 
     def block_trajectories(self, seed: int, number: int) -> np.ndarray:
         """The trajectories of block ``number`` (counted over all passes), in file order."""
-        order = rng(seed, "lam-blocks", number // self.n_blocks).permutation(len(self.lengths))
-        return np.sort(np.array_split(order, self.n_blocks)[number % self.n_blocks])
+        key = (seed, number // self.n_blocks)
+        if key not in self._passes:  # each step asks for its block: permute once a pass
+            order = rng(seed, "lam-blocks", key[1]).permutation(len(self.lengths))
+            self._passes[key] = [np.sort(block) for block in np.array_split(order, self.n_blocks)]
+        return self._passes[key][number % self.n_blocks]
 
     def block_number(self, seed: int, step: int, batch_size: int) -> int:
         starts = self._starts.setdefault((seed, batch_size), [0])
@@ -383,7 +386,7 @@ class ResidentRows:
         for owner, first, rows, cursor in self._reads():
             for name, tensor in self.tensors.items():
                 values = data._dataset(owner, datasets[name])[first: first + rows]
-                tensor[cursor: cursor + rows].copy_(torch.from_numpy(np.ascontiguousarray(values)))
+                tensor[cursor: cursor + rows].copy_(torch.from_numpy(values))
             bar.update(rows)
         bar.close()
 
@@ -430,14 +433,15 @@ class ResidentRows:
         within = np.arange(1 - stack, 1)  # a stack ends at its frame; padded with frame 0
         separate = "target_frames" in self.tensors
         rows = [base + np.maximum(t + within, 0), base + np.maximum(t + k + within, 0)]
-        if data.next_frames and not separate:
-            rows.append(base + np.maximum(t + 1 + within[stack - data.next_frames:], 0))
+        next_rows = base + np.maximum(t + 1 + within[stack - data.next_frames:], 0)  # [B, next_frames]
+        if not separate:
+            rows.append(next_rows)
         frames = self._take("frames", np.concatenate(rows, axis=1), device, buffers)
         batch = {"obs": frames[:, :stack], "future": frames[:, stack: 2 * stack]}
         if data.next_frames and not separate:
             batch["next_obs"] = frames[:, 2 * stack:]
         if separate:
-            target_rows = np.concatenate([base + t, base + np.maximum(t + 1 + within[stack - data.next_frames:], 0)], 1)
+            target_rows = np.concatenate([base + t, next_rows], axis=1)
             target_frames = self._take("target_frames", target_rows, device, buffers)
             batch["target_obs"], batch["next_obs"] = target_frames[:, :1], target_frames[:, 1:]
         # The mean action over [t, t+k): summed in order, as numpy's mean of the rows would.

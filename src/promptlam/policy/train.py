@@ -60,6 +60,8 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
     data = TransitionData(files, config.lam.frame_stack, 1, key.frames, trajectories=subsets)
     accelerator = _accelerator()
     device = accelerator.device
+    # Placed first, so that labelling reads the resident rows rather than the files again.
+    data.place("auto", device, config.lam.resident_memory_fraction, log=progress)
     labels, label_seconds = None, 0.0
     if key.lam is not None:
         began = time.perf_counter()
@@ -80,7 +82,6 @@ def train_policy(config: Config, key: PolicyKey, rollouts: list[Path], out_dir: 
         scheduler.load_state_dict(checkpoint["scheduler"])
         first, rows, running = int(checkpoint["step"]), list(checkpoint["rows"]), list(checkpoint["running"])
     policy, optimizer = accelerator.prepare(policy, optimizer)
-    data.place("auto", device, config.lam.resident_memory_fraction, log=progress)
     batches = data.batches(key.seed, first, bc.steps, bc.batch_size, stream="bc-batch")
     if labels is not None:
         labels = labels.to(device)
